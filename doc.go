@@ -1,0 +1,17 @@
+// Package katadeploy is the root of kata-deploy, a library and a set of small
+// commands that install Kata Containers onto the nodes of a Kubernetes cluster.
+//
+// The public packages each own one concern:
+//
+//   - runtime: the shared vocabulary: Kata runtime handlers, install modes,
+//     container runtime detection, and the Plan type every config engine returns.
+//   - containerd: registers Kata handlers with containerd (config versions 1-3,
+//     k3s, rke2, k0s, microk8s) without rewriting the user's file.
+//   - crio: registers Kata handlers with CRI-O through a drop-in.
+//   - artifacts: installs the Kata payload under a host root, atomically.
+//   - nodelabel: labels nodes and records events through the API server.
+//   - systemd: restarts container runtimes through systemd's D-Bus API.
+//
+// The commands under cmd/ compose these packages into the labeler, installer
+// and cleanup images.
+package katadeploy

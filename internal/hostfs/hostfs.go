@@ -1,0 +1,334 @@
+// Package hostfs gives confined, crash-safe access to files under a host root.
+//
+// A DaemonSet sees the node's file system at a mount such as /host. Paths
+// here are always the host's own paths ("/etc/containerd/config.toml"), and
+// symlinks are resolved as the host would resolve them: an absolute symlink
+// such as /etc/containerd/config.toml -> /etc/k8s/containerd.toml stays inside
+// the root instead of escaping to the container's own /etc. That is why this
+// package builds on filepath-securejoin rather than os.Root, which refuses
+// every absolute symlink.
+//
+// Writes are atomic: a temporary file beside the target, fsync, rename, fsync
+// of the directory. A reader never sees a half-written file, and a crash
+// leaves either the old or the new content.
+package hostfs
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"io/fs"
+	"os"
+	"path"
+	"path/filepath"
+	"strconv"
+	"time"
+
+	securejoin "github.com/cyphar/filepath-securejoin"
+	pathrs "github.com/cyphar/filepath-securejoin/pathrs-lite"
+	"golang.org/x/sys/unix"
+)
+
+// Root is a host root directory on this machine, such as "/host" or "/".
+type Root struct {
+	dir string
+}
+
+// New returns a Root for dir, which must be an existing directory.
+func New(dir string) (*Root, error) {
+	abs, err := filepath.Abs(dir)
+	if err != nil {
+		return nil, fmt.Errorf("host root %q: %w", dir, err)
+	}
+	fi, err := os.Stat(abs)
+	if err != nil {
+		return nil, fmt.Errorf("host root: %w", err)
+	}
+	if !fi.IsDir() {
+		return nil, fmt.Errorf("host root %s: not a directory", abs)
+	}
+	return &Root{dir: abs}, nil
+}
+
+// Dir returns the root's path on this machine.
+func (r *Root) Dir() string { return r.dir }
+
+// HostPath returns where the host path p is on this machine, without
+// resolving symlinks. It is for messages and for tools that take a path;
+// file access goes through the Root's methods.
+func (r *Root) HostPath(p string) string { return filepath.Join(r.dir, clean(p)) }
+
+// Resolve follows symlinks in p as the host would, never leaving the root,
+// and returns the resulting host path. The final element need not exist.
+func (r *Root) Resolve(p string) (string, error) {
+	full, err := securejoin.SecureJoin(r.dir, clean(p))
+	if err != nil {
+		return "", &fs.PathError{Op: "resolve", Path: p, Err: err}
+	}
+	rel, err := filepath.Rel(r.dir, full)
+	if err != nil {
+		return "", &fs.PathError{Op: "resolve", Path: p, Err: err}
+	}
+	return clean(rel), nil
+}
+
+// ReadFile reads the host file p.
+func (r *Root) ReadFile(p string) ([]byte, error) {
+	f, err := r.open(p, unix.O_RDONLY)
+	if err != nil {
+		return nil, err
+	}
+	defer f.Close()
+	data, err := readAll(f)
+	if err != nil {
+		return nil, &fs.PathError{Op: "read", Path: p, Err: err}
+	}
+	return data, nil
+}
+
+// Stat returns information about the host file p, following symlinks.
+func (r *Root) Stat(p string) (fs.FileInfo, error) {
+	f, err := r.openPath(p)
+	if err != nil {
+		return nil, err
+	}
+	defer f.Close()
+	fi, err := f.Stat()
+	if err != nil {
+		return nil, &fs.PathError{Op: "stat", Path: p, Err: err}
+	}
+	return fi, nil
+}
+
+// Exists reports whether the host path p exists (following symlinks).
+// Errors other than "does not exist" are returned.
+func (r *Root) Exists(p string) (bool, error) {
+	_, err := r.Stat(p)
+	switch {
+	case err == nil:
+		return true, nil
+	case errors.Is(err, fs.ErrNotExist):
+		return false, nil
+	default:
+		return false, err
+	}
+}
+
+// ReadDir lists the host directory p, sorted by name.
+func (r *Root) ReadDir(p string) ([]fs.DirEntry, error) {
+	f, err := r.open(p, unix.O_RDONLY|unix.O_DIRECTORY)
+	if err != nil {
+		return nil, err
+	}
+	defer f.Close()
+	entries, err := f.ReadDir(-1)
+	if err != nil {
+		return nil, &fs.PathError{Op: "readdir", Path: p, Err: err}
+	}
+	sortEntries(entries)
+	return entries, nil
+}
+
+// MkdirAll creates the host directory p and any missing parents with perm,
+// and returns the host paths of the directories it created, outermost first,
+// so that a caller can undo exactly what it did.
+func (r *Root) MkdirAll(p string, perm fs.FileMode) ([]string, error) {
+	resolved, err := r.Resolve(p)
+	if err != nil {
+		return nil, err
+	}
+	var missing []string
+	for d := resolved; d != "/"; d = path.Dir(d) {
+		ok, err := r.Exists(d)
+		if err != nil {
+			return nil, err
+		}
+		if ok {
+			break
+		}
+		missing = append([]string{d}, missing...)
+	}
+	if len(missing) == 0 {
+		return nil, nil
+	}
+	if err := pathrs.MkdirAll(r.dir, resolved, perm); err != nil {
+		return nil, &fs.PathError{Op: "mkdir", Path: p, Err: err}
+	}
+	return missing, nil
+}
+
+// WriteFile atomically replaces the host file p with data. Symlinks in p are
+// followed, so a config file that is a symlink keeps being one and its target
+// is what changes. An existing file keeps its mode and owner; a new one gets
+// perm. The parent directory must exist.
+func (r *Root) WriteFile(p string, data []byte, perm fs.FileMode) error {
+	resolved, err := r.Resolve(p)
+	if err != nil {
+		return err
+	}
+	dir, base := path.Split(resolved)
+	d, err := r.open(dir, unix.O_RDONLY|unix.O_DIRECTORY)
+	if err != nil {
+		return fmt.Errorf("write %s: %w", p, err)
+	}
+	defer d.Close()
+	dirfd := int(d.Fd())
+
+	mode, uid, gid := perm.Perm(), -1, -1
+	var st unix.Stat_t
+	switch err := unix.Fstatat(dirfd, base, &st, unix.AT_SYMLINK_NOFOLLOW); {
+	case err == nil:
+		if st.Mode&unix.S_IFMT != unix.S_IFREG {
+			return &fs.PathError{Op: "write", Path: p, Err: errors.New("not a regular file")}
+		}
+		mode, uid, gid = fs.FileMode(st.Mode).Perm(), int(st.Uid), int(st.Gid)
+	case errors.Is(err, unix.ENOENT):
+	default:
+		return &fs.PathError{Op: "write", Path: p, Err: err}
+	}
+
+	tmp := "." + base + ".kata-deploy-" + strconv.FormatInt(time.Now().UnixNano(), 36)
+	fd, err := unix.Openat(dirfd, tmp, unix.O_WRONLY|unix.O_CREAT|unix.O_EXCL|unix.O_NOFOLLOW|unix.O_CLOEXEC, uint32(mode))
+	if err != nil {
+		return &fs.PathError{Op: "write", Path: p, Err: err}
+	}
+	f := os.NewFile(uintptr(fd), path.Join(dir, tmp))
+	committed := false
+	defer func() {
+		if !committed {
+			f.Close()
+			_ = unix.Unlinkat(dirfd, tmp, 0)
+		}
+	}()
+	if _, err := f.Write(data); err != nil {
+		return &fs.PathError{Op: "write", Path: p, Err: err}
+	}
+	// The umask may have narrowed the mode; the owner and mode must match
+	// what the file had, or what the caller asked for.
+	if err := f.Chmod(mode); err != nil {
+		return &fs.PathError{Op: "write", Path: p, Err: err}
+	}
+	if uid >= 0 {
+		if err := f.Chown(uid, gid); err != nil {
+			return &fs.PathError{Op: "write", Path: p, Err: err}
+		}
+	}
+	if err := f.Sync(); err != nil {
+		return &fs.PathError{Op: "write", Path: p, Err: err}
+	}
+	if err := f.Close(); err != nil {
+		return &fs.PathError{Op: "write", Path: p, Err: err}
+	}
+	if err := unix.Renameat(dirfd, tmp, dirfd, base); err != nil {
+		return &fs.PathError{Op: "write", Path: p, Err: err}
+	}
+	committed = true
+	if err := d.Sync(); err != nil {
+		return &fs.PathError{Op: "write", Path: p, Err: fmt.Errorf("sync directory: %w", err)}
+	}
+	return nil
+}
+
+// Remove deletes the host file or empty directory p. A symlink as the last
+// element is removed itself, not its target. Removing what does not exist is
+// not an error: uninstall steps must be safe to repeat.
+func (r *Root) Remove(p string) error {
+	p = clean(p)
+	parent, err := r.Resolve(path.Dir(p))
+	if err != nil {
+		return err
+	}
+	d, err := r.open(parent, unix.O_RDONLY|unix.O_DIRECTORY)
+	if errors.Is(err, fs.ErrNotExist) {
+		return nil
+	}
+	if err != nil {
+		return err
+	}
+	defer d.Close()
+	base := path.Base(p)
+	err = unix.Unlinkat(int(d.Fd()), base, 0)
+	if errors.Is(err, unix.EISDIR) {
+		err = unix.Unlinkat(int(d.Fd()), base, unix.AT_REMOVEDIR)
+	}
+	switch {
+	case err == nil:
+		return d.Sync()
+	case errors.Is(err, unix.ENOENT):
+		return nil
+	default:
+		return &fs.PathError{Op: "remove", Path: p, Err: err}
+	}
+}
+
+// Lock takes an exclusive advisory lock on the host file p (created if
+// missing) and blocks until it has it or ctx ends. Installers that share a
+// host serialise on it. Call the returned function to release the lock.
+func (r *Root) Lock(ctx context.Context, p string) (unlock func(), err error) {
+	resolved, err := r.Resolve(p)
+	if err != nil {
+		return nil, err
+	}
+	dir, base := path.Split(resolved)
+	d, err := r.open(dir, unix.O_RDONLY|unix.O_DIRECTORY)
+	if err != nil {
+		return nil, fmt.Errorf("lock %s: %w", p, err)
+	}
+	fd, err := unix.Openat(int(d.Fd()), base, unix.O_RDWR|unix.O_CREAT|unix.O_NOFOLLOW|unix.O_CLOEXEC, 0o600)
+	d.Close()
+	if err != nil {
+		return nil, &fs.PathError{Op: "lock", Path: p, Err: err}
+	}
+	const poll = 50 * time.Millisecond
+	for {
+		err := unix.Flock(fd, unix.LOCK_EX|unix.LOCK_NB)
+		if err == nil {
+			return func() { unix.Close(fd) }, nil
+		}
+		if !errors.Is(err, unix.EWOULDBLOCK) {
+			unix.Close(fd)
+			return nil, &fs.PathError{Op: "lock", Path: p, Err: err}
+		}
+		select {
+		case <-ctx.Done():
+			unix.Close(fd)
+			return nil, fmt.Errorf("waiting for lock %s: %w", p, ctx.Err())
+		case <-time.After(poll):
+		}
+	}
+}
+
+// open opens the host path p inside the root with flags, following symlinks
+// the way the host would.
+func (r *Root) open(p string, flags int) (*os.File, error) {
+	h, err := r.openPath(p)
+	if err != nil {
+		return nil, err
+	}
+	defer h.Close()
+	f, err := pathrs.Reopen(h, flags|unix.O_CLOEXEC)
+	if err != nil {
+		return nil, &fs.PathError{Op: "open", Path: p, Err: err}
+	}
+	return f, nil
+}
+
+func (r *Root) openPath(p string) (*os.File, error) {
+	h, err := pathrs.OpenInRoot(r.dir, clean(p))
+	if err != nil {
+		return nil, &fs.PathError{Op: "open", Path: p, Err: unwrapPathError(err)}
+	}
+	return h, nil
+}
+
+// unwrapPathError drops the library's own PathError, whose path is the
+// machine-side one, so that errors name the host path the caller knows.
+func unwrapPathError(err error) error {
+	var pe *fs.PathError
+	if errors.As(err, &pe) {
+		return pe.Err
+	}
+	return err
+}
+
+func clean(p string) string { return path.Clean("/" + filepath.ToSlash(p)) }

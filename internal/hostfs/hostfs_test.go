@@ -1,0 +1,124 @@
+package hostfs
+
+import (
+	"context"
+	"os"
+	"path/filepath"
+	"testing"
+	"time"
+
+	"gotest.tools/v3/assert"
+	is "gotest.tools/v3/assert/cmp"
+)
+
+func newRoot(t *testing.T) (*Root, string) {
+	t.Helper()
+	dir := t.TempDir()
+	r, err := New(dir)
+	assert.NilError(t, err)
+	return r, dir
+}
+
+func TestAbsoluteSymlinkResolvesInsideRoot(t *testing.T) {
+	r, dir := newRoot(t)
+	assert.NilError(t, os.MkdirAll(filepath.Join(dir, "etc/containerd"), 0o755))
+	assert.NilError(t, os.MkdirAll(filepath.Join(dir, "etc/k8s"), 0o755))
+	assert.NilError(t, os.WriteFile(filepath.Join(dir, "etc/k8s/containerd.toml"), []byte("version = 2\n"), 0o640))
+	// An ordinary host symlink: absolute, meaning the host's /etc/k8s.
+	assert.NilError(t, os.Symlink("/etc/k8s/containerd.toml", filepath.Join(dir, "etc/containerd/config.toml")))
+
+	got, err := r.ReadFile("/etc/containerd/config.toml")
+	assert.NilError(t, err)
+	assert.Check(t, is.Equal(string(got), "version = 2\n"))
+
+	assert.NilError(t, r.WriteFile("/etc/containerd/config.toml", []byte("version = 3\n"), 0o600))
+	// The symlink stays a symlink; its target changed and kept its mode.
+	link, err := os.Readlink(filepath.Join(dir, "etc/containerd/config.toml"))
+	assert.NilError(t, err)
+	assert.Check(t, is.Equal(link, "/etc/k8s/containerd.toml"))
+	fi, err := os.Stat(filepath.Join(dir, "etc/k8s/containerd.toml"))
+	assert.NilError(t, err)
+	assert.Check(t, is.Equal(fi.Mode().Perm(), os.FileMode(0o640)))
+	data, _ := os.ReadFile(filepath.Join(dir, "etc/k8s/containerd.toml"))
+	assert.Check(t, is.Equal(string(data), "version = 3\n"))
+}
+
+func TestHostileSymlinkCannotEscape(t *testing.T) {
+	r, dir := newRoot(t)
+	outside := t.TempDir()
+	victim := filepath.Join(outside, "victim")
+	assert.NilError(t, os.WriteFile(victim, []byte("keep"), 0o644))
+	assert.NilError(t, os.MkdirAll(filepath.Join(dir, "etc"), 0o755))
+	// Relative and absolute escapes both point at the real victim path.
+	rel, err := filepath.Rel(filepath.Join(dir, "etc"), victim)
+	assert.NilError(t, err)
+	assert.NilError(t, os.Symlink(rel, filepath.Join(dir, "etc/rel")))
+	assert.NilError(t, os.Symlink(victim, filepath.Join(dir, "etc/abs")))
+	assert.NilError(t, os.Symlink(outside, filepath.Join(dir, "etc/dir")))
+
+	for _, p := range []string{"/etc/rel", "/etc/abs", "/etc/dir/victim"} {
+		_, err := r.ReadFile(p)
+		assert.Check(t, os.IsNotExist(err) || err != nil, p)
+		_ = r.WriteFile(p, []byte("pwned"), 0o644)
+		_, _ = r.MkdirAll(p+"/sub", 0o755)
+		_ = r.Remove(p)
+	}
+	data, err := os.ReadFile(victim)
+	assert.NilError(t, err)
+	assert.Check(t, is.Equal(string(data), "keep"))
+	entries, err := os.ReadDir(outside)
+	assert.NilError(t, err)
+	assert.Check(t, is.Len(entries, 1))
+}
+
+func TestWriteFileKeepsModeAndLeavesNoTemp(t *testing.T) {
+	r, dir := newRoot(t)
+	assert.NilError(t, os.MkdirAll(filepath.Join(dir, "etc"), 0o755))
+	assert.NilError(t, r.WriteFile("/etc/new.toml", []byte("a"), 0o600))
+	fi, err := os.Stat(filepath.Join(dir, "etc/new.toml"))
+	assert.NilError(t, err)
+	assert.Check(t, is.Equal(fi.Mode().Perm(), os.FileMode(0o600)))
+
+	assert.NilError(t, os.Chmod(filepath.Join(dir, "etc/new.toml"), 0o644))
+	assert.NilError(t, r.WriteFile("/etc/new.toml", []byte("b"), 0o600))
+	fi, err = os.Stat(filepath.Join(dir, "etc/new.toml"))
+	assert.NilError(t, err)
+	assert.Check(t, is.Equal(fi.Mode().Perm(), os.FileMode(0o644)))
+
+	entries, err := os.ReadDir(filepath.Join(dir, "etc"))
+	assert.NilError(t, err)
+	assert.Check(t, is.Len(entries, 1))
+	assert.Check(t, r.WriteFile("/missing/dir/f", nil, 0o644) != nil)
+}
+
+func TestMkdirAllReportsCreatedAndRemoveUndoes(t *testing.T) {
+	r, dir := newRoot(t)
+	assert.NilError(t, os.MkdirAll(filepath.Join(dir, "etc"), 0o755))
+	created, err := r.MkdirAll("/etc/crio/crio.conf.d", 0o755)
+	assert.NilError(t, err)
+	assert.Check(t, is.DeepEqual(created, []string{"/etc/crio", "/etc/crio/crio.conf.d"}))
+	again, err := r.MkdirAll("/etc/crio/crio.conf.d", 0o755)
+	assert.NilError(t, err)
+	assert.Check(t, is.Len(again, 0))
+	for i := len(created) - 1; i >= 0; i-- {
+		assert.NilError(t, r.Remove(created[i]))
+	}
+	ok, err := r.Exists("/etc/crio")
+	assert.NilError(t, err)
+	assert.Check(t, !ok)
+	assert.NilError(t, r.Remove("/etc/crio/never-existed"))
+}
+
+func TestLockSerialises(t *testing.T) {
+	r, _ := newRoot(t)
+	unlock, err := r.Lock(context.Background(), "/lock")
+	assert.NilError(t, err)
+	ctx, cancel := context.WithTimeout(context.Background(), 150*time.Millisecond)
+	defer cancel()
+	_, err = r.Lock(ctx, "/lock")
+	assert.ErrorIs(t, err, context.DeadlineExceeded)
+	unlock()
+	unlock2, err := r.Lock(context.Background(), "/lock")
+	assert.NilError(t, err)
+	unlock2()
+}
