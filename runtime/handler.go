@@ -1,0 +1,240 @@
+package runtime
+
+import (
+	"fmt"
+	"path"
+	"strings"
+)
+
+// DefaultPrefix is where Kata's files are installed on the host.
+const DefaultPrefix = "/opt/kata"
+
+// DefaultHandlerName is the handler of the default "kata" RuntimeClass.
+const DefaultHandlerName = "kata"
+
+// Shim is one way Kata can run a pod: a shim binary (the Go runtime or the
+// Rust runtime-rs) with a hypervisor configuration.
+type Shim struct {
+	// Name is the shim's name as Kata and its RuntimeClasses use it ("qemu").
+	Name string
+	// RuntimeRS says the shim is the Rust runtime, which has its own binary
+	// and configuration directory.
+	RuntimeRS bool
+	// ConfigFile is the configuration's file name, e.g. "configuration-qemu.toml".
+	ConfigFile string
+	// Snapshotter is the containerd snapshotter the shim needs, if any.
+	Snapshotter string
+}
+
+// Shims returns the catalogue of shims Kata ships, in a stable order.
+func Shims() []Shim {
+	goShim := func(name string) Shim {
+		return Shim{Name: name, ConfigFile: "configuration-" + name + ".toml"}
+	}
+	rsShim := func(name string) Shim {
+		return Shim{Name: name, RuntimeRS: true, ConfigFile: "configuration-" + name + ".toml"}
+	}
+	return []Shim{
+		goShim("qemu"),
+		goShim("clh"),
+		goShim("fc"),
+		goShim("qemu-tdx"),
+		goShim("qemu-snp"),
+		goShim("qemu-se"),
+		goShim("qemu-coco-dev"),
+		goShim("qemu-nvidia-gpu"),
+		goShim("qemu-nvidia-gpu-snp"),
+		goShim("qemu-nvidia-gpu-tdx"),
+		goShim("stratovirt"),
+		rsShim("dragonball"),
+		rsShim("cloud-hypervisor"),
+		rsShim("qemu-runtime-rs"),
+		rsShim("qemu-se-runtime-rs"),
+		rsShim("qemu-coco-dev-runtime-rs"),
+	}
+}
+
+// LookupShim returns the catalogue entry named name.
+func LookupShim(name string) (Shim, error) {
+	var names []string
+	for _, s := range Shims() {
+		if s.Name == name {
+			return s, nil
+		}
+		names = append(names, s.Name)
+	}
+	return Shim{}, fmt.Errorf("unknown Kata shim %q (known: %s)", name, strings.Join(names, ", "))
+}
+
+// Handler is one Kata runtime handler as a container runtime registers it
+// and a RuntimeClass names it.
+type Handler struct {
+	// Name is the CRI runtime handler, e.g. "kata-qemu".
+	Name string
+	// Shim is the catalogue name of the shim, e.g. "qemu".
+	Shim string
+	// RuntimeType is containerd's runtime_type, e.g. "io.containerd.kata-qemu.v2".
+	RuntimeType string
+	// ShimPath is the host path of the shim binary.
+	ShimPath string
+	// ConfigPath is the host path of the Kata configuration file.
+	ConfigPath string
+	// PodAnnotations are the pod annotations passed through to Kata.
+	PodAnnotations []string
+	// PrivilegedWithoutHostDevices keeps privileged pods from seeing host devices.
+	PrivilegedWithoutHostDevices bool
+	// Snapshotter is the containerd snapshotter for this handler, if any.
+	Snapshotter string
+}
+
+// HandlerOption adjusts how Handlers builds the handler set.
+type HandlerOption func(*handlerConfig)
+
+type handlerConfig struct {
+	prefix      string
+	suffix      string
+	defaultShim string
+	snapshotter map[string]string
+}
+
+// WithPrefix sets where Kata is installed on the host (DefaultPrefix if not set).
+func WithPrefix(prefix string) HandlerOption {
+	return func(c *handlerConfig) { c.prefix = path.Clean(prefix) }
+}
+
+// WithSuffix names a second, independent install: files under
+// "<prefix>-<suffix>" and handlers "kata-<shim>-<suffix>".
+func WithSuffix(suffix string) HandlerOption {
+	return func(c *handlerConfig) { c.suffix = suffix }
+}
+
+// WithDefaultShim picks the shim behind the default "kata" handler (the
+// first shim given to Handlers if not set).
+func WithDefaultShim(shim string) HandlerOption {
+	return func(c *handlerConfig) { c.defaultShim = shim }
+}
+
+// WithSnapshotter gives one shim a containerd snapshotter, e.g. "fc" ->
+// "devmapper".
+func WithSnapshotter(shim, snapshotter string) HandlerOption {
+	return func(c *handlerConfig) { c.snapshotter[shim] = snapshotter }
+}
+
+// Handlers returns the default "kata" handler followed by one "kata-<shim>"
+// handler per named shim, in the order given.
+func Handlers(shims []string, opts ...HandlerOption) ([]Handler, error) {
+	if len(shims) == 0 {
+		return nil, fmt.Errorf("no Kata shims selected")
+	}
+	c := handlerConfig{prefix: DefaultPrefix, snapshotter: map[string]string{}}
+	for _, o := range opts {
+		o(&c)
+	}
+	if c.defaultShim == "" {
+		c.defaultShim = shims[0]
+	}
+	if c.suffix != "" && !validName(c.suffix) {
+		return nil, fmt.Errorf("install suffix %q: want lower-case letters, digits and '-'", c.suffix)
+	}
+	root := c.prefix
+	if c.suffix != "" {
+		root += "-" + c.suffix
+	}
+	seen := map[string]bool{}
+	var out []Handler
+	var def *Handler
+	for _, name := range shims {
+		if seen[name] {
+			return nil, fmt.Errorf("Kata shim %q selected twice", name)
+		}
+		seen[name] = true
+		s, err := LookupShim(name)
+		if err != nil {
+			return nil, err
+		}
+		h := newHandler(s, root, c.suffix)
+		if sn, ok := c.snapshotter[name]; ok {
+			h.Snapshotter = sn
+		}
+		out = append(out, h)
+		if name == c.defaultShim {
+			d := h
+			def = &d
+		}
+	}
+	if def == nil {
+		return nil, fmt.Errorf("default Kata shim %q is not among the selected shims %v", c.defaultShim, shims)
+	}
+	def.Name = withSuffix(DefaultHandlerName, c.suffix)
+	def.RuntimeType = "io.containerd." + def.Name + ".v2"
+	def.PodAnnotations = append([]string(nil), def.PodAnnotations...)
+	return append([]Handler{*def}, out...), nil
+}
+
+func newHandler(s Shim, root, suffix string) Handler {
+	name := withSuffix("kata-"+s.Name, suffix)
+	shimPath := path.Join(root, "bin", "containerd-shim-kata-v2")
+	configDir := path.Join(root, "share", "defaults", "kata-containers")
+	if s.RuntimeRS {
+		shimPath = path.Join(root, "runtime-rs", "bin", "containerd-shim-kata-v2")
+		configDir = path.Join(configDir, "runtime-rs")
+	}
+	return Handler{
+		Name:                         name,
+		Shim:                         s.Name,
+		RuntimeType:                  "io.containerd." + name + ".v2",
+		ShimPath:                     shimPath,
+		ConfigPath:                   path.Join(configDir, s.ConfigFile),
+		PodAnnotations:               []string{"io.katacontainers.*"},
+		PrivilegedWithoutHostDevices: true,
+		Snapshotter:                  s.Snapshotter,
+	}
+}
+
+func withSuffix(name, suffix string) string {
+	if suffix == "" {
+		return name
+	}
+	return name + "-" + suffix
+}
+
+func validName(s string) bool {
+	for _, r := range s {
+		if !(r >= 'a' && r <= 'z' || r >= '0' && r <= '9' || r == '-') {
+			return false
+		}
+	}
+	return s != "" && s[0] != '-' && s[len(s)-1] != '-'
+}
+
+// Mode says how pods opt in to Kata.
+type Mode string
+
+const (
+	// ModeRuntimeClass registers one handler per shim; pods choose Kata
+	// with runtimeClassName. The default.
+	ModeRuntimeClass Mode = "runtimeclass"
+	// ModeUntrusted is the original kata-deploy flow: the default Kata
+	// handler also becomes the runtime for pods annotated as untrusted
+	// workloads (io.kubernetes.cri.untrusted-workload: "true" on
+	// containerd 1.x, io.kubernetes.cri-o.TrustedSandbox: "false" on old
+	// CRI-O).
+	ModeUntrusted Mode = "untrusted"
+)
+
+// ParseMode parses a mode name as given on a command line.
+func ParseMode(s string) (Mode, error) {
+	switch Mode(s) {
+	case ModeRuntimeClass, ModeUntrusted:
+		return Mode(s), nil
+	}
+	return "", fmt.Errorf("unknown mode %q (want %s or %s)", s, ModeRuntimeClass, ModeUntrusted)
+}
+
+// Spec is what a config engine registers with a container runtime.
+type Spec struct {
+	// Handlers to register; the first is the default one (see Handlers).
+	Handlers []Handler
+	// Mode decides whether the default handler also serves untrusted workloads.
+	Mode Mode
+}

@@ -1,0 +1,151 @@
+package runtime
+
+import (
+	"context"
+	"fmt"
+	"io/fs"
+	"strings"
+
+	udiff "github.com/aymanbagabas/go-udiff"
+)
+
+// Op is what a FileChange does to a host path.
+type Op int
+
+// The operations a plan can hold.
+const (
+	Create Op = iota + 1 // a new file
+	Modify               // new content for an existing file
+	Delete               // remove a file
+	CreateDir            // a new directory
+	RemoveDir            // remove a directory, only if empty
+)
+
+func (o Op) String() string {
+	switch o {
+	case Create:
+		return "create"
+	case Modify:
+		return "modify"
+	case Delete:
+		return "delete"
+	case CreateDir:
+		return "create directory"
+	case RemoveDir:
+		return "remove directory"
+	}
+	return fmt.Sprintf("Op(%d)", int(o))
+}
+
+// FileChange is one change to one host path.
+type FileChange struct {
+	Op   Op
+	Path string // host path, e.g. /etc/containerd/config.toml
+	// Before is the file's content when planned (Modify, Delete); applying
+	// refuses to go on if the file no longer has it.
+	Before []byte
+	// After is the file's new content (Create, Modify).
+	After []byte
+	// Perm is the mode of a new file or directory.
+	Perm fs.FileMode
+	// Why says in a few words why the change is needed.
+	Why string
+}
+
+// Diff returns the change as a unified diff, or a one-line summary for
+// directories.
+func (c FileChange) Diff() string {
+	switch c.Op {
+	case CreateDir, RemoveDir:
+		return fmt.Sprintf("%s %s\n", c.Op, c.Path)
+	}
+	from, to := "a"+c.Path, "b"+c.Path
+	switch c.Op {
+	case Create:
+		from = "/dev/null"
+	case Delete:
+		to = "/dev/null"
+	}
+	d := udiff.Unified(from, to, string(c.Before), string(c.After))
+	if d == "" {
+		return ""
+	}
+	return d
+}
+
+// PlanKind says what a Plan does.
+type PlanKind int
+
+// The two kinds of plan a config engine makes.
+const (
+	Install PlanKind = iota + 1
+	Uninstall
+)
+
+func (k PlanKind) String() string {
+	switch k {
+	case Install:
+		return "install"
+	case Uninstall:
+		return "uninstall"
+	}
+	return fmt.Sprintf("PlanKind(%d)", int(k))
+}
+
+// Plan is every host change an install or uninstall would make, computed
+// without writing anything: it can be printed, compared and tested before
+// it is applied.
+type Plan struct {
+	Kind    PlanKind
+	Changes []FileChange
+	// Notes are things an admin should know that are not file changes,
+	// such as a user edit that uninstall had to work around.
+	Notes []string
+}
+
+// Empty reports whether applying the plan would change nothing.
+func (p *Plan) Empty() bool { return p == nil || len(p.Changes) == 0 }
+
+// Paths returns the host paths the plan touches, in order.
+func (p *Plan) Paths() []string {
+	if p == nil {
+		return nil
+	}
+	out := make([]string, len(p.Changes))
+	for i, c := range p.Changes {
+		out[i] = c.Path
+	}
+	return out
+}
+
+// Diff returns the whole plan as a unified diff, one file after another,
+// followed by its notes.
+func (p *Plan) Diff() string {
+	if p == nil {
+		return ""
+	}
+	var b strings.Builder
+	for _, c := range p.Changes {
+		b.WriteString(c.Diff())
+	}
+	for _, n := range p.Notes {
+		b.WriteString("# note: " + n + "\n")
+	}
+	return b.String()
+}
+
+// ConfigEngine registers Kata handlers with a container runtime by editing
+// its configuration under a host root. Both planning methods only read the
+// host; Apply is the only one that writes.
+type ConfigEngine interface {
+	// PlanInstall returns the changes that register spec's handlers. On a
+	// host where they are already registered the plan is empty.
+	PlanInstall(spec Spec) (*Plan, error)
+	// PlanUninstall returns the changes that undo every install this
+	// engine applied on the host: files it created are removed and files
+	// it edited get back their exact former bytes.
+	PlanUninstall() (*Plan, error)
+	// Apply carries out a plan. It checks every file still holds what the
+	// plan saw, and on any failure puts back what it had already changed.
+	Apply(ctx context.Context, p *Plan) error
+}
