@@ -14,11 +14,11 @@ type Op int
 
 // The operations a plan can hold.
 const (
-	Create Op = iota + 1 // a new file
-	Modify               // new content for an existing file
-	Delete               // remove a file
-	CreateDir            // a new directory
-	RemoveDir            // remove a directory, only if empty
+	Create    Op = iota + 1 // a new file
+	Modify                  // new content for an existing file
+	Delete                  // remove a file
+	CreateDir               // a new directory
+	RemoveDir               // remove a directory, only if empty
 )
 
 func (o Op) String() string {
