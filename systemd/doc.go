@@ -1,0 +1,17 @@
+// Package systemd restarts and inspects the host's systemd units over
+// systemd's own D-Bus API, the way kata-deploy's installer restarts a
+// container runtime after changing its configuration.
+//
+// It talks directly to systemd's private socket under the host root
+// (<host-root>/run/systemd/private by default): no bus daemon, no Hello, no
+// nsenter and no systemctl binary. That socket only answers peers in the
+// host's PID namespace or in a child of it, which is where a privileged
+// DaemonSet pod with the host root mounted sits.
+//
+// Every call takes a context. A restart waits for systemd's job result:
+// "done" is success, anything else is a *UnitError that names the unit, the
+// job result and the state the unit was left in. RestartIfNeeded skips the
+// restart when the unit became active after its configuration was last
+// written, so an installer killed by its own restart and started again
+// converges without restarting the runtime a second time.
+package systemd
