@@ -1,0 +1,544 @@
+package containerd
+
+import (
+	"bytes"
+	"context"
+	"errors"
+	"fmt"
+	"io"
+	"io/fs"
+	"log/slog"
+	"path"
+	"slices"
+	"strings"
+
+	"github.com/kata-deploy/kata-deploy/internal/hostfs"
+	"github.com/kata-deploy/kata-deploy/internal/journal"
+	"github.com/kata-deploy/kata-deploy/runtime"
+)
+
+// Engine registers Kata runtime handlers with containerd under a host root.
+//
+// How it edits depends on what the node's containerd does with imported
+// files. containerd 2.1 and later merge an imported file's plugin tables
+// key by key, so the handlers go into a drop-in file of their own, pulled
+// in by a directory the config already imports or by one added entry in its
+// imports list. Earlier releases let an imported plugin table replace the
+// main file's one whole, which would silently drop the user's runc options,
+// sandbox image and registry settings; there the handlers are appended, as
+// one marked block, to the file that holds the CRI plugin's settings.
+// Either way every byte of the user's file outside that one edit is kept,
+// and uninstall restores the exact former bytes.
+type Engine struct {
+	root       *hostfs.Root
+	variant    runtime.Variant
+	version    runtime.Version
+	configPath string
+	name       string
+	log        *slog.Logger
+}
+
+var _ runtime.ConfigEngine = (*Engine)(nil)
+
+// Option configures an Engine.
+type Option func(*Engine)
+
+// WithConfigPath sets the host path of containerd's main config file (or,
+// for k0s, its drop-in directory) instead of the variant's usual one.
+func WithConfigPath(p string) Option { return func(e *Engine) { e.configPath = path.Clean(p) } }
+
+// WithName sets the name the engine's files and marks carry, so that two
+// independent installs can share a host ("kata-deploy" by default).
+func WithName(name string) Option { return func(e *Engine) { e.name = name } }
+
+// WithLogger sets where the engine logs (nowhere by default).
+func WithLogger(l *slog.Logger) Option { return func(e *Engine) { e.log = l } }
+
+// New returns an engine for the host whose root directory is hostRoot,
+// running containerd of the given variant and version (as the Node reports
+// it; see runtime.ParseRuntime).
+func New(hostRoot string, variant runtime.Variant, version runtime.Version, opts ...Option) (*Engine, error) {
+	if variant.Kind() != runtime.Containerd {
+		return nil, fmt.Errorf("containerd engine: variant %q does not run containerd", variant)
+	}
+	root, err := hostfs.New(hostRoot)
+	if err != nil {
+		return nil, err
+	}
+	e := &Engine{root: root, variant: variant, version: version, name: "kata-deploy",
+		log: slog.New(slog.NewTextHandler(io.Discard, nil))}
+	for _, o := range opts {
+		o(e)
+	}
+	if e.configPath == "" {
+		e.configPath = DefaultConfigPath(variant)
+	}
+	return e, nil
+}
+
+// DefaultConfigPath returns where a variant keeps the containerd config
+// that kata-deploy reads: the main config file, or for k0s the drop-in
+// directory it loads by itself.
+func DefaultConfigPath(v runtime.Variant) string {
+	switch v {
+	case runtime.VariantK3s, runtime.VariantK3sAgent:
+		return "/var/lib/rancher/k3s/agent/etc/containerd/config.toml"
+	case runtime.VariantRKE2Server, runtime.VariantRKE2Agent:
+		return "/var/lib/rancher/rke2/agent/etc/containerd/config.toml"
+	case runtime.VariantK0s:
+		return "/etc/k0s/containerd.d"
+	case runtime.VariantMicroK8s:
+		return "/var/snap/microk8s/current/args/containerd-template.toml"
+	}
+	return "/etc/containerd/config.toml"
+}
+
+// ConfigPath returns the host path the engine reads containerd's config from.
+func (e *Engine) ConfigPath() string { return e.configPath }
+
+// mergesImports reports whether this containerd merges an imported plugin
+// table into the main one (2.1 and later) rather than replacing it whole.
+func (e *Engine) mergesImports() bool { return e.version.AtLeast(2, 1) }
+
+func (e *Engine) journalName() string {
+	if e.name == "kata-deploy" {
+		return "containerd"
+	}
+	return "containerd-" + e.name
+}
+
+func (e *Engine) dropInName() string { return e.name + ".toml" }
+
+// PlanInstall returns the changes that register spec's handlers.
+func (e *Engine) PlanInstall(spec runtime.Spec) (*runtime.Plan, error) {
+	if len(spec.Handlers) == 0 {
+		return nil, errors.New("containerd: no handlers to register")
+	}
+	if spec.Mode == runtime.ModeUntrusted && e.version.Major >= 2 {
+		return nil, fmt.Errorf("containerd %s no longer routes pods annotated io.kubernetes.cri.untrusted-workload to a separate runtime (removed in 2.0): use --mode=%s and runtimeClassName: %s",
+			e.version, runtime.ModeRuntimeClass, spec.Handlers[0].Name)
+	}
+	j, err := journal.Load(e.root, e.journalName())
+	if err != nil {
+		return nil, err
+	}
+	var f files
+	switch e.variant {
+	case runtime.VariantK0s:
+		err = e.planDropIn(&f, e.configPath, e.dropInVersion(), spec, nil)
+	case runtime.VariantMicroK8s:
+		err = e.planInPlace(&f, e.configPath, spec)
+	case runtime.VariantK3s, runtime.VariantK3sAgent, runtime.VariantRKE2Server, runtime.VariantRKE2Agent:
+		err = e.planDistro(&f, spec)
+	default:
+		err = e.planContainerd(&f, spec, j)
+	}
+	if err != nil {
+		return nil, err
+	}
+	plan := &runtime.Plan{Kind: runtime.Install, Changes: f.changes}
+	// A file an earlier install wrote that this one no longer uses (say,
+	// containerd was upgraded and the strategy changed) is undone.
+	stale := &journal.Journal{Engine: j.Engine, Files: map[string]*journal.File{}}
+	for p, jf := range j.Files {
+		if !slices.Contains(f.targets, p) {
+			stale.Files[p] = jf
+		}
+	}
+	if len(stale.Files) > 0 {
+		undo, err := journal.PlanUninstall(e.root, stale, e.takeOut)
+		if err != nil {
+			return nil, err
+		}
+		plan.Changes = append(plan.Changes, undo.Changes...)
+		plan.Notes = append(plan.Notes, undo.Notes...)
+	}
+	return plan, nil
+}
+
+// PlanUninstall returns the changes that undo every install on the host.
+func (e *Engine) PlanUninstall() (*runtime.Plan, error) {
+	j, err := journal.Load(e.root, e.journalName())
+	if err != nil {
+		return nil, err
+	}
+	return journal.PlanUninstall(e.root, j, e.takeOut)
+}
+
+// Apply carries out a plan made by this engine.
+func (e *Engine) Apply(ctx context.Context, p *runtime.Plan) error {
+	for _, c := range p.Changes {
+		e.log.Info("containerd config", "op", c.Op.String(), "path", c.Path, "why", c.Why)
+	}
+	return journal.Apply(ctx, e.root, e.journalName(), p)
+}
+
+// files collects the changes an install plan makes and every file it
+// writes or edits, changed this time or not.
+type files struct {
+	changes []runtime.FileChange
+	targets []string
+}
+
+func (f *files) add(target string, changes ...runtime.FileChange) {
+	f.targets = append(f.targets, target)
+	f.changes = append(f.changes, changes...)
+}
+
+// planContainerd plans for a stand-alone containerd.
+func (e *Engine) planContainerd(f *files, spec runtime.Spec, j *journal.Journal) error {
+	if jf := j.Files[e.configPath]; jf != nil && jf.Created {
+		return e.planNewConfig(f, spec)
+	}
+	main, err := e.read(e.configPath)
+	if err != nil {
+		return err
+	}
+	if main == nil {
+		return e.planNewConfig(f, spec)
+	}
+	if !e.mergesImports() {
+		target, err := e.criOwner(main)
+		if err != nil {
+			return err
+		}
+		return e.planInPlace(f, target, spec)
+	}
+	if dir := e.importedDir(main); dir != "" {
+		return e.planDropIn(f, dir, e.dropInVersion(), spec, nil)
+	}
+	dropIn := path.Join(path.Dir(e.configPath), e.dropInName())
+	if err := e.planDropIn(f, path.Dir(e.configPath), e.dropInVersion(), spec, nil); err != nil {
+		return err
+	}
+	after, err := addImport(main, dropIn)
+	if err != nil {
+		return err
+	}
+	if bytes.Equal(after, main.data) {
+		f.add(e.configPath)
+		return nil
+	}
+	f.add(e.configPath, runtime.FileChange{Op: runtime.Modify, Path: e.configPath, Before: main.data, After: after, Why: "import " + dropIn})
+	return nil
+}
+
+// planDistro plans for k3s and rke2, whose config.toml is rendered from a
+// template at every start and so must never be edited: the handlers go into
+// the drop-in directory that the rendered config imports.
+func (e *Engine) planDistro(f *files, spec runtime.Spec) error {
+	main, err := e.read(e.configPath)
+	if err != nil {
+		return err
+	}
+	if main == nil {
+		return fmt.Errorf("%s: not found; %s must have started once and rendered its containerd config before Kata can be registered", e.configPath, e.variant)
+	}
+	dir := e.importedDir(main)
+	if dir == "" {
+		d := path.Dir(e.configPath)
+		sub := "config.toml.d"
+		if main.version >= 3 {
+			sub = "config-v3.toml.d"
+		}
+		return &ConfigError{Path: e.configPath, Key: "imports", Err: fmt.Errorf(
+			"the rendered config imports no drop-in directory, and kata-deploy will not edit a file %s regenerates; "+
+				"upgrade %s to a release whose containerd config imports %s/%s/*.toml, or add `imports = [\"%s/%s/*.toml\"]` to %s/%s.tmpl and restart %s",
+			e.variant, e.variant, d, sub, d, sub, d, path.Base(e.configPath), e.variant.RuntimeUnit())}
+	}
+	if e.mergesImports() {
+		return e.planDropIn(f, dir, e.dropInVersion(), spec, nil)
+	}
+	// This containerd lets an imported plugin table replace the rendered
+	// one, so the drop-in restates the rendered tables it touches.
+	return e.planDropIn(f, dir, main.version, spec, main)
+}
+
+// planNewConfig plans a config file for a host that has none, so that the
+// result is what containerd would do by default plus the Kata handlers.
+func (e *Engine) planNewConfig(f *files, spec runtime.Spec) error {
+	version := e.dropInVersion()
+	empty, err := parseDocument(e.configPath, nil, e.name)
+	if err != nil {
+		return err
+	}
+	empty.version = version
+	entries, err := e.entries(empty, spec)
+	if err != nil {
+		return err
+	}
+	var b strings.Builder
+	b.WriteString("# Written by " + e.name + " because the host had no containerd config; removed by uninstall.\n")
+	fmt.Fprintf(&b, "version = %d\n\n", version)
+	b.WriteString(renderTables(version, entries, "\n"))
+	return e.planOwnedFile(f, e.configPath, []byte(b.String()), "no containerd config on the host")
+}
+
+// planDropIn plans the engine's own drop-in file in dir. With restate, the
+// drop-in also carries restate's tables for every plugin it touches, for a
+// containerd that replaces plugin tables from imports.
+func (e *Engine) planDropIn(f *files, dir string, version int, spec runtime.Spec, restate *document) error {
+	p := path.Join(dir, e.dropInName())
+	base, err := parseDocument(p, nil, e.name)
+	if err != nil {
+		return err
+	}
+	base.version = version
+	if restate != nil {
+		base = restate
+	}
+	entries, err := e.entries(base, spec)
+	if err != nil {
+		return err
+	}
+	var content []byte
+	if restate != nil {
+		content, err = renderRestated(restate, entries, e.name)
+	} else {
+		content = []byte(dropInHeader(e.name) + fmt.Sprintf("version = %d\n\n", version) + renderTables(version, entries, "\n"))
+	}
+	if err != nil {
+		return err
+	}
+	if _, err := parseDocument(p, content, e.name); err != nil {
+		return fmt.Errorf("internal error: rendered drop-in does not parse: %w", err)
+	}
+	return e.planOwnedFile(f, p, content, "Kata runtime handlers")
+}
+
+// planOwnedFile plans a file the engine owns whole to hold content,
+// creating its directory if needed.
+func (e *Engine) planOwnedFile(f *files, p string, content []byte, why string) error {
+	current, err := e.root.ReadFile(p)
+	switch {
+	case errors.Is(err, fs.ErrNotExist):
+		dirs, err := journal.PlanDirs(e.root, path.Dir(p))
+		if err != nil {
+			return err
+		}
+		f.add(p, append(dirs, runtime.FileChange{Op: runtime.Create, Path: p, After: content, Perm: 0o644, Why: why})...)
+	case err != nil:
+		return err
+	case bytes.Equal(current, content):
+		f.add(p)
+	default:
+		f.add(p, runtime.FileChange{Op: runtime.Modify, Path: p, Before: current, After: content, Why: why})
+	}
+	return nil
+}
+
+// planInPlace appends the handlers, as one marked block, to the file that
+// containerd reads them from.
+func (e *Engine) planInPlace(f *files, p string, spec runtime.Spec) error {
+	doc, err := e.read(p)
+	if err != nil {
+		return err
+	}
+	if doc == nil {
+		return fmt.Errorf("%s: not found", p)
+	}
+	base := doc
+	if doc.block != nil {
+		if base, err = parseDocument(p, removeBlock(doc), e.name); err != nil {
+			return err
+		}
+	}
+	entries, err := e.entries(base, spec)
+	if err != nil {
+		return err
+	}
+	block := renderTables(base.version, entries, base.eol)
+	after, err := appendBlock(base, block, e.name)
+	if err != nil {
+		return err
+	}
+	if bytes.Equal(after, doc.data) {
+		f.add(p)
+		return nil
+	}
+	f.add(p, runtime.FileChange{Op: runtime.Modify, Path: p, Before: doc.data, After: after, Why: "append Kata runtime handlers"})
+	return nil
+}
+
+// entries returns the runtime tables to write into a file whose other
+// settings are base's, refusing to overwrite a runtime someone else defined.
+func (e *Engine) entries(base *document, spec runtime.Spec) ([]entry, error) {
+	var out []entry
+	keys := runtimesKeys(base.version)
+	for i := range keys {
+		if line, ok := base.inline[dotted(keys[:i+1]...)]; ok {
+			return nil, &ConfigError{Path: base.path, Line: line, Key: dotted(keys[:i+1]...),
+				Err: errors.New("is an inline table, which TOML does not allow extending; write it as [table] sections so that runtimes can be added")}
+		}
+	}
+	existing, _ := base.lookup(keys...)
+	runtimes, _ := existing.(map[string]any)
+	if e.version.Major < 2 && len(runtimes) == 0 {
+		// containerd 1.x replaces its default runtimes as soon as a file
+		// names any runtime: restate runc, or ordinary pods would break.
+		def, _ := base.lookup("plugins", criPlugin(base.version), "containerd", "default_runtime_name")
+		if def == nil || def == "runc" {
+			out = append(out, entry{name: "runc", runcDefault: true})
+		}
+	}
+	for _, h := range spec.Handlers {
+		out = append(out, entry{name: h.Name, handler: h})
+	}
+	if spec.Mode == runtime.ModeUntrusted {
+		if v, ok := base.lookup("plugins", criPlugin(base.version), "containerd", "untrusted_workload_runtime", "runtime_type"); ok && v != "" {
+			return nil, &ConfigError{Path: base.path, Key: dotted("plugins", criPlugin(base.version), "containerd", "untrusted_workload_runtime"),
+				Err: errors.New("already names an untrusted workload runtime; remove it to let Kata serve untrusted workloads")}
+		}
+		u := spec.Handlers[0]
+		u.Name = untrustedRuntime
+		out = append(out, entry{name: untrustedRuntime, handler: u})
+	}
+	for _, en := range out {
+		if _, taken := runtimes[en.name]; taken {
+			return nil, &ConfigError{Path: base.path, Key: dotted(append(keys, en.name)...),
+				Err: errors.New("is already defined; kata-deploy will not overwrite a runtime it did not write (remove it, or install with another name suffix)")}
+		}
+	}
+	return out, nil
+}
+
+// dropInVersion is the config version for a file the engine writes: the
+// newest one this containerd reads without migrating (2.3's version 4 only
+// moved server settings, which the engine never writes).
+func (e *Engine) dropInVersion() int {
+	if e.version.Major < 2 {
+		return 2
+	}
+	return 3
+}
+
+// importedDir returns the directory of a glob import in main that would
+// load the engine's drop-in, or "".
+func (e *Engine) importedDir(main *document) string {
+	if main.imports == nil {
+		return ""
+	}
+	for _, im := range main.imports.elems {
+		p := im.value
+		if !path.IsAbs(p) {
+			p = path.Join(path.Dir(main.path), p)
+		}
+		dir, pattern := path.Split(path.Clean(p))
+		if !hasMeta(pattern) || hasMeta(dir) {
+			continue
+		}
+		if ok, _ := path.Match(pattern, e.dropInName()); ok {
+			return path.Clean(dir)
+		}
+	}
+	return ""
+}
+
+// criOwner returns the file whose CRI plugin table containerd ends up
+// with when imports replace plugin tables whole: the last direct import
+// that defines it, else the main file.
+func (e *Engine) criOwner(main *document) (string, error) {
+	owner := main.path
+	if main.imports == nil {
+		return owner, nil
+	}
+	plugin := criPlugin(main.version)
+	for _, im := range main.imports.elems {
+		p := im.value
+		if !path.IsAbs(p) {
+			p = path.Join(path.Dir(main.path), p)
+		}
+		files := []string{path.Clean(p)}
+		if dir, pattern := path.Split(path.Clean(p)); hasMeta(pattern) {
+			entries, err := e.root.ReadDir(dir)
+			if errors.Is(err, fs.ErrNotExist) {
+				continue
+			}
+			if err != nil {
+				return "", err
+			}
+			files = files[:0]
+			for _, en := range entries {
+				if ok, _ := path.Match(pattern, en.Name()); ok {
+					files = append(files, path.Join(dir, en.Name()))
+				}
+			}
+		}
+		for _, f := range files {
+			doc, err := e.read(f)
+			if err != nil {
+				return "", err
+			}
+			if doc == nil {
+				continue
+			}
+			if _, ok := doc.lookup("plugins", plugin); ok || doc.block != nil {
+				owner = f
+			}
+		}
+	}
+	return owner, nil
+}
+
+// takeOut removes the engine's own edit from a file someone else changed
+// since: its entry in imports, or its managed block.
+func (e *Engine) takeOut(p string, current []byte) ([]byte, error) {
+	doc, err := parseDocument(p, current, e.name)
+	if err != nil {
+		return nil, err
+	}
+	out := current
+	if doc.block != nil {
+		out = removeBlock(doc)
+	} else if doc.imports != nil {
+		for _, im := range doc.imports.elems {
+			if path.Base(im.value) == e.dropInName() {
+				out = removeImport(doc, im)
+				break
+			}
+		}
+	}
+	return out, nil
+}
+
+// read parses a config file, or returns nil if it does not exist.
+func (e *Engine) read(p string) (*document, error) {
+	data, err := e.root.ReadFile(p)
+	if errors.Is(err, fs.ErrNotExist) {
+		return nil, nil
+	}
+	if err != nil {
+		return nil, err
+	}
+	doc, err := parseDocument(p, data, e.name)
+	if err != nil {
+		return nil, err
+	}
+	if err := e.checkVersion(doc); err != nil {
+		return nil, err
+	}
+	return doc, nil
+}
+
+// checkVersion refuses a config this containerd could not read, rather
+// than registering handlers it would never load.
+func (e *Engine) checkVersion(doc *document) error {
+	newest := 2
+	switch {
+	case e.version.AtLeast(2, 3):
+		newest = 4
+	case e.version.Major >= 2:
+		newest = 3
+	}
+	if doc.version > newest {
+		return &ConfigError{Path: doc.path, Line: doc.lineOfKey("version"), Key: "version",
+			Err: fmt.Errorf("config version %d, but containerd %s reads config versions 1 to %d", doc.version, e.version, newest)}
+	}
+	return nil
+}
+
+func hasMeta(s string) bool { return strings.ContainsAny(s, "*?[") }
+
+func dropInHeader(name string) string {
+	return "# Written by " + name + ": Kata Containers runtime handlers. Removed by uninstall; do not edit.\n"
+}

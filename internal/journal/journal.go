@@ -1,0 +1,396 @@
+// Package journal applies config-engine plans to a host root and remembers,
+// on the host, what each engine created and the exact former bytes of every
+// file it edited, so that uninstall can put them back byte for byte.
+//
+// The journal is written before any change it describes, so a crash between
+// the two leaves a journal that describes more than happened; planning from
+// it stays correct because every file's state is checked again, never
+// assumed.
+package journal
+
+import (
+	"bytes"
+	"context"
+	"crypto/sha256"
+	"encoding/hex"
+	"encoding/json"
+	"errors"
+	"fmt"
+	"io/fs"
+	"maps"
+	"path"
+	"slices"
+
+	"github.com/kata-deploy/kata-deploy/internal/hostfs"
+	"github.com/kata-deploy/kata-deploy/runtime"
+)
+
+// Dir is the host directory that holds the journals.
+const Dir = "/var/lib/kata-deploy"
+
+// File is what the journal knows about one host file.
+type File struct {
+	// Created says the engine created the file; uninstall deletes it.
+	Created bool `json:"created,omitempty"`
+	// Before is the file's content before the engine first edited it.
+	Before []byte `json:"before,omitempty"`
+	// After holds digests of content the engine wrote. A file still
+	// holding one of them has not been edited by anyone else since.
+	After []string `json:"after,omitempty"`
+}
+
+// Journal is one engine's record on one host.
+type Journal struct {
+	Engine string           `json:"engine"`
+	Files  map[string]*File `json:"files"`
+	// Dirs are directories the engine created, outermost first.
+	Dirs []string `json:"dirs,omitempty"`
+	// StateDirs are directories made to hold the journal itself.
+	StateDirs []string `json:"stateDirs,omitempty"`
+}
+
+// PathFor returns the host path of an engine's journal.
+func PathFor(engine string) string { return path.Join(Dir, engine+".json") }
+
+// Load reads an engine's journal; a missing one is empty.
+func Load(root *hostfs.Root, engine string) (*Journal, error) {
+	j := &Journal{Engine: engine, Files: map[string]*File{}}
+	data, err := root.ReadFile(PathFor(engine))
+	if errors.Is(err, fs.ErrNotExist) {
+		return j, nil
+	}
+	if err != nil {
+		return nil, fmt.Errorf("read journal: %w", err)
+	}
+	if err := json.Unmarshal(data, j); err != nil {
+		return nil, fmt.Errorf("journal %s is corrupt: %w", PathFor(engine), err)
+	}
+	if j.Files == nil {
+		j.Files = map[string]*File{}
+	}
+	return j, nil
+}
+
+// Empty reports whether the journal records nothing.
+func (j *Journal) Empty() bool { return len(j.Files) == 0 && len(j.Dirs) == 0 }
+
+// Digest returns the digest the journal keeps for content.
+func Digest(b []byte) string {
+	sum := sha256.Sum256(b)
+	return hex.EncodeToString(sum[:])
+}
+
+// Ours reports whether content is something the engine wrote to p.
+func (j *Journal) Ours(p string, content []byte) bool {
+	f := j.Files[p]
+	return f != nil && slices.Contains(f.After, Digest(content))
+}
+
+// Surgeon removes an engine's own edit from a file that someone else has
+// changed since, for the rare uninstall where the journal's former bytes
+// would throw away the other party's change.
+type Surgeon func(p string, current []byte) ([]byte, error)
+
+// PlanUninstall returns the changes that undo everything the journal
+// records: files the engine created are deleted, files it edited get their
+// former bytes back (or, if edited by someone else since, lose only the
+// engine's own edit), and directories it created are removed when empty.
+func PlanUninstall(root *hostfs.Root, j *Journal, surgeon Surgeon) (*runtime.Plan, error) {
+	plan := &runtime.Plan{Kind: runtime.Uninstall}
+	for _, p := range slices.Sorted(maps.Keys(j.Files)) {
+		f := j.Files[p]
+		current, err := root.ReadFile(p)
+		if errors.Is(err, fs.ErrNotExist) {
+			if !f.Created {
+				plan.Notes = append(plan.Notes, fmt.Sprintf("%s was removed by someone else; nothing to restore", p))
+			}
+			continue
+		}
+		if err != nil {
+			return nil, err
+		}
+		switch {
+		case f.Created:
+			plan.Changes = append(plan.Changes, runtime.FileChange{Op: runtime.Delete, Path: p, Before: current, Why: "created by kata-deploy"})
+		case bytes.Equal(current, f.Before):
+			// Never changed, or already restored.
+		case j.Ours(p, current):
+			plan.Changes = append(plan.Changes, runtime.FileChange{Op: runtime.Modify, Path: p, Before: current, After: f.Before, Why: "restore the bytes it had before kata-deploy"})
+		default:
+			after, err := surgeon(p, current)
+			if err != nil {
+				return nil, fmt.Errorf("%s was changed since kata-deploy edited it, and its edit cannot be taken out: %w", p, err)
+			}
+			plan.Notes = append(plan.Notes, fmt.Sprintf("%s was changed since kata-deploy edited it: only kata-deploy's own edit is taken out", p))
+			if !bytes.Equal(after, current) {
+				plan.Changes = append(plan.Changes, runtime.FileChange{Op: runtime.Modify, Path: p, Before: current, After: after, Why: "take out kata-deploy's edit"})
+			}
+		}
+	}
+	for i := len(j.Dirs) - 1; i >= 0; i-- {
+		ok, err := root.Exists(j.Dirs[i])
+		if err != nil {
+			return nil, err
+		}
+		if ok {
+			plan.Changes = append(plan.Changes, runtime.FileChange{Op: runtime.RemoveDir, Path: j.Dirs[i], Why: "created by kata-deploy"})
+		}
+	}
+	return plan, nil
+}
+
+// ChangedError says a file no longer holds what a plan saw; the plan is
+// stale and must be made again.
+type ChangedError struct {
+	Path string
+}
+
+func (e *ChangedError) Error() string {
+	return e.Path + " changed since the plan was made; plan again"
+}
+
+// Apply carries out plan for engine on the host. It first checks that
+// every file still holds what the plan saw, then records the plan in the
+// journal, then makes the changes in order; if one fails, it puts back
+// those already made. Applying an uninstall plan ends by deleting the
+// journal.
+func Apply(ctx context.Context, root *hostfs.Root, engine string, plan *runtime.Plan) error {
+	if plan.Empty() && plan.Kind != runtime.Uninstall {
+		return nil
+	}
+	for _, c := range plan.Changes {
+		if err := checkPrecondition(root, c); err != nil {
+			return err
+		}
+	}
+	j, err := Load(root, engine)
+	if err != nil {
+		return err
+	}
+	if plan.Kind == runtime.Install {
+		if err := record(root, j, plan); err != nil {
+			return err
+		}
+	}
+
+	var undo []func() error
+	rollback := func(cause error) error {
+		var errs []error
+		for i := len(undo) - 1; i >= 0; i-- {
+			if err := undo[i](); err != nil {
+				errs = append(errs, err)
+			}
+		}
+		if len(errs) > 0 {
+			return fmt.Errorf("%w; rolling back also failed: %w", cause, errors.Join(errs...))
+		}
+		return cause
+	}
+	for _, c := range plan.Changes {
+		if err := ctx.Err(); err != nil {
+			return rollback(err)
+		}
+		u, err := applyChange(root, j, c)
+		if err != nil {
+			return rollback(fmt.Errorf("%s %s: %w", c.Op, c.Path, err))
+		}
+		undo = append(undo, u)
+	}
+
+	switch plan.Kind {
+	case runtime.Install:
+		if err := prune(root, j); err != nil {
+			return err
+		}
+		return save(root, j)
+	case runtime.Uninstall:
+		if err := root.Remove(PathFor(engine)); err != nil {
+			return err
+		}
+		// The journal's directories go too once no engine needs them.
+		dirs := j.StateDirs
+		if len(dirs) == 0 {
+			dirs = []string{Dir}
+		}
+		for i := len(dirs) - 1; i >= 0; i-- {
+			if entries, err := root.ReadDir(dirs[i]); err != nil || len(entries) > 0 {
+				break
+			}
+			if err := root.Remove(dirs[i]); err != nil {
+				return err
+			}
+		}
+	}
+	return nil
+}
+
+func checkPrecondition(root *hostfs.Root, c runtime.FileChange) error {
+	switch c.Op {
+	case runtime.Create:
+		ok, err := root.Exists(c.Path)
+		if err != nil {
+			return err
+		}
+		if ok {
+			return &ChangedError{Path: c.Path}
+		}
+	case runtime.Modify, runtime.Delete:
+		current, err := root.ReadFile(c.Path)
+		if err != nil {
+			return err
+		}
+		if !bytes.Equal(current, c.Before) {
+			return &ChangedError{Path: c.Path}
+		}
+	}
+	return nil
+}
+
+// record adds what an install plan will do to the journal and saves it, so
+// the journal is on disk before the first change.
+func record(root *hostfs.Root, j *Journal, plan *runtime.Plan) error {
+	for _, c := range plan.Changes {
+		f := j.Files[c.Path]
+		switch c.Op {
+		case runtime.Create:
+			if f == nil {
+				f = &File{Created: true}
+				j.Files[c.Path] = f
+			}
+		case runtime.Modify:
+			if f == nil {
+				f = &File{Before: c.Before}
+				j.Files[c.Path] = f
+			}
+		case runtime.CreateDir:
+			if !slices.Contains(j.Dirs, c.Path) {
+				j.Dirs = append(j.Dirs, c.Path)
+			}
+			continue
+		default:
+			continue
+		}
+		// Keep the digest of what was there if it was ours too, so a crash
+		// before this write still recognises the file as ours.
+		d := Digest(c.After)
+		if !slices.Contains(f.After, d) {
+			f.After = append(f.After, d)
+		}
+		if n := len(f.After); n > 4 {
+			f.After = f.After[n-4:]
+		}
+	}
+	return save(root, j)
+}
+
+// prune forgets files that are back to their former state and files the
+// engine made that are gone, once the changes are made.
+func prune(root *hostfs.Root, j *Journal) error {
+	for p, f := range j.Files {
+		current, err := root.ReadFile(p)
+		switch {
+		case errors.Is(err, fs.ErrNotExist) && f.Created:
+			delete(j.Files, p)
+		case err == nil && !f.Created && bytes.Equal(current, f.Before):
+			delete(j.Files, p)
+		case err != nil && !errors.Is(err, fs.ErrNotExist):
+			return err
+		}
+	}
+	return nil
+}
+
+func save(root *hostfs.Root, j *Journal) error {
+	if j.Empty() {
+		return root.Remove(PathFor(j.Engine))
+	}
+	made, err := root.MkdirAll(Dir, 0o700)
+	if err != nil {
+		return err
+	}
+	if len(made) > 0 {
+		j.StateDirs = made
+	}
+	data, err := json.MarshalIndent(j, "", "  ")
+	if err != nil {
+		return err
+	}
+	return root.WriteFile(PathFor(j.Engine), append(data, '\n'), 0o600)
+}
+
+// applyChange makes one change and returns how to undo it.
+func applyChange(root *hostfs.Root, j *Journal, c runtime.FileChange) (func() error, error) {
+	perm := c.Perm
+	switch c.Op {
+	case runtime.Create:
+		if perm == 0 {
+			perm = 0o644
+		}
+		if err := root.WriteFile(c.Path, c.After, perm); err != nil {
+			return nil, err
+		}
+		return func() error { return root.Remove(c.Path) }, nil
+	case runtime.Modify:
+		if err := root.WriteFile(c.Path, c.After, 0o644); err != nil {
+			return nil, err
+		}
+		return func() error { return root.WriteFile(c.Path, c.Before, 0o644) }, nil
+	case runtime.Delete:
+		if err := root.Remove(c.Path); err != nil {
+			return nil, err
+		}
+		return func() error { return root.WriteFile(c.Path, c.Before, 0o644) }, nil
+	case runtime.CreateDir:
+		if perm == 0 {
+			perm = 0o755
+		}
+		created, err := root.MkdirAll(c.Path, perm)
+		if err != nil {
+			return nil, err
+		}
+		return func() error {
+			for i := len(created) - 1; i >= 0; i-- {
+				if err := root.Remove(created[i]); err != nil {
+					return err
+				}
+			}
+			return nil
+		}, nil
+	case runtime.RemoveDir:
+		entries, err := root.ReadDir(c.Path)
+		if errors.Is(err, fs.ErrNotExist) {
+			return func() error { return nil }, nil
+		}
+		if err != nil {
+			return nil, err
+		}
+		if len(entries) > 0 {
+			// Someone else's files live there now: keep it.
+			return func() error { return nil }, nil
+		}
+		if err := root.Remove(c.Path); err != nil {
+			return nil, err
+		}
+		j.Dirs = slices.DeleteFunc(j.Dirs, func(d string) bool { return d == c.Path })
+		return func() error { _, err := root.MkdirAll(c.Path, 0o755); return err }, nil
+	}
+	return nil, fmt.Errorf("unknown change %v", c.Op)
+}
+
+// PlanDirs returns a CreateDir change for each missing directory on the way
+// to the host directory dir, outermost first, so that uninstall removes
+// exactly the directories install made.
+func PlanDirs(root *hostfs.Root, dir string) ([]runtime.FileChange, error) {
+	var out []runtime.FileChange
+	for d := path.Clean(dir); d != "/"; d = path.Dir(d) {
+		ok, err := root.Exists(d)
+		if err != nil {
+			return nil, err
+		}
+		if ok {
+			break
+		}
+		out = append([]runtime.FileChange{{Op: runtime.CreateDir, Path: d, Perm: 0o755}}, out...)
+	}
+	return out, nil
+}
