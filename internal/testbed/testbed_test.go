@@ -137,7 +137,7 @@ func testNode(t *testing.T, cp *ControlPlane, f Flavour, restarter string) {
 	if err != nil || state != "active" {
 		t.Fatalf("%s: state %q, err %v", n.RuntimeUnit(), state, err)
 	}
-	wantPrefix := map[Flavour]string{Containerd16: "containerd://1.6.", Containerd2: "containerd://2.2.9", CRIO: "cri-o://1.34.0"}[f]
+	wantPrefix := map[Flavour]string{Containerd16: "containerd://1.6.", Containerd2: "containerd://v2.2.9", CRIO: "cri-o://1.34.0"}[f]
 	if !strings.HasPrefix(n.RuntimeVersion(), wantPrefix) {
 		t.Errorf("RuntimeVersion %q, want prefix %q", n.RuntimeVersion(), wantPrefix)
 	}
