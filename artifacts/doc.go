@@ -1,0 +1,40 @@
+// Package artifacts installs the Kata Containers payload onto a host root,
+// atomically, idempotently and safely.
+//
+// A payload is Kata's kata-static tree (opt/kata/bin/containerd-shim-kata-v2,
+// opt/kata/share/defaults/kata-containers/configuration-*.toml, kernels,
+// images, hypervisors), given as a directory or as a .tar, .tar.gz, .tar.xz
+// or .tar.zst archive, or the Kata 1.x layout (kata-runtime, kata-proxy,
+// kata-shim, qemu-system-x86_64 with qemu/*, kata-containers.img,
+// vmlinuz.container). A SHA256SUMS manifest at the payload's root, when
+// present, must list every file installed, with its digest.
+//
+// Install puts the tree at <host-root>/opt/kata (WithPrefix, WithSuffix move
+// it). It stages the whole new tree beside the destination, hard-linking
+// the files that did not change, makes it durable with one syncfs(2), and
+// swaps it in with renameat2(RENAME_EXCHANGE): a process sees the old tree
+// or the new one, never a half-written file, and a running shim is never
+// written to, so no "text file busy". A crash at any point leaves a
+// complete tree in place and the next run finishes or rolls back. A record
+// of what was installed (path, type, mode, size, sha256) lives in the tree
+// itself, .kata-deploy-record.json, so tree and record are always swapped in
+// together. Installing the same payload again compares the record with the
+// files' inode, size, mtime and ctime, reads nothing else, and writes
+// nothing.
+//
+// Kata's own settings (WithDebug, WithAllowedHypervisorAnnotations,
+// WithAgentHTTPSProxy, WithAgentNoProxy, WithKernelParams, and the paths a
+// prefix or suffix moves) are written, only when set, as drop-ins in a
+// config.d of each shim's own directory,
+// share/defaults/kata-containers/runtimes/<shim>/, beside a symlink to the
+// shim's configuration. Report.Shims gives the configuration path to hand
+// the container runtime for each shim.
+//
+// Uninstall removes exactly what the record lists and the directories it
+// created, keeps and reports files it does not own, and leaves no record.
+// Every host write is confined to the host root: paths are resolved as the
+// host resolves them (an absolute symlink stays inside the root), and the
+// tree is built through openat2(RESOLVE_BENEATH|RESOLVE_NO_SYMLINKS).
+// Concurrent installers serialise on a lock of the destination's parent
+// directory.
+package artifacts

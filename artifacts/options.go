@@ -1,0 +1,137 @@
+package artifacts
+
+import (
+	"io"
+	"log/slog"
+	"path"
+	"slices"
+)
+
+// DefaultPrefix is where Kata is installed unless WithPrefix says otherwise.
+const DefaultPrefix = "/opt"
+
+// Default limits for tarball payloads.
+const (
+	DefaultMaxSize    int64 = 16 << 30
+	DefaultMaxEntries       = 1 << 20
+)
+
+// Option adjusts Install, Plan, Uninstall and Status.
+type Option func(*config)
+
+type config struct {
+	prefix     string
+	suffix     string
+	log        *slog.Logger
+	maxSize    int64
+	maxEntries int
+	settings   Settings
+
+	// Unexported knobs for tests and benchmarks.
+	hook        func(step string) // called at each step boundary
+	perFileSync bool              // fsync every file instead of one syncfs
+	workers     int
+}
+
+// Settings are Kata's own settings, written as drop-ins in each shim's
+// config.d only when set.
+type Settings struct {
+	Debug           bool                // debug logs for runtime, agent and hypervisor, and the agent's debug console
+	Annotations     map[string][]string // shim -> extra hypervisor annotations allowed (enable_annotations)
+	AgentHTTPSProxy string              // agent.https_proxy on the guest kernel command line
+	AgentNoProxy    string              // agent.no_proxy on the guest kernel command line
+	KernelParams    []string            // extra guest kernel parameters
+}
+
+func newConfig(opts []Option) *config {
+	c := &config{
+		prefix:     DefaultPrefix,
+		log:        slog.New(slog.NewTextHandler(io.Discard, nil)),
+		maxSize:    DefaultMaxSize,
+		maxEntries: DefaultMaxEntries,
+		workers:    2,
+	}
+	for _, o := range opts {
+		o(c)
+	}
+	return c
+}
+
+// dest is the host path of the installation: <prefix>/kata or
+// <prefix>/kata-<suffix>.
+func (c *config) dest() string {
+	name := "kata"
+	if c.suffix != "" {
+		name += "-" + c.suffix
+	}
+	return path.Join(path.Clean("/"+c.prefix), name)
+}
+
+// WithPrefix installs under prefix instead of /opt (a host path).
+func WithPrefix(prefix string) Option { return func(c *config) { c.prefix = prefix } }
+
+// WithSuffix names a side-by-side installation: <prefix>/kata-<suffix>.
+func WithSuffix(suffix string) Option { return func(c *config) { c.suffix = suffix } }
+
+// WithLogger sends progress to l; the default discards it.
+func WithLogger(l *slog.Logger) Option {
+	return func(c *config) {
+		if l != nil {
+			c.log = l
+		}
+	}
+}
+
+// WithMaxSize bounds the total size of a tarball payload's files, so that a
+// decompression bomb is refused before it fills the disk.
+func WithMaxSize(bytes int64) Option { return func(c *config) { c.maxSize = bytes } }
+
+// WithMaxEntries bounds the number of entries in a tarball payload.
+func WithMaxEntries(n int) Option { return func(c *config) { c.maxEntries = n } }
+
+// WithDebug turns on Kata's debug settings (runtime, agent, hypervisor
+// logs and the agent debug console) for every shim.
+func WithDebug() Option { return func(c *config) { c.settings.Debug = true } }
+
+// WithAllowedHypervisorAnnotations lets pods of shim set these hypervisor
+// annotations (io.katacontainers.config.hypervisor.<name>). They are added
+// to those the shim's configuration already allows.
+func WithAllowedHypervisorAnnotations(shim string, annotations ...string) Option {
+	return func(c *config) {
+		if c.settings.Annotations == nil {
+			c.settings.Annotations = map[string][]string{}
+		}
+		c.settings.Annotations[shim] = append(slices.Clone(c.settings.Annotations[shim]), annotations...)
+	}
+}
+
+// WithAgentHTTPSProxy makes the guest agent use proxy for HTTPS (image
+// pulls in the guest).
+func WithAgentHTTPSProxy(proxy string) Option {
+	return func(c *config) { c.settings.AgentHTTPSProxy = proxy }
+}
+
+// WithAgentNoProxy sets the guest agent's no_proxy list.
+func WithAgentNoProxy(noProxy string) Option {
+	return func(c *config) { c.settings.AgentNoProxy = noProxy }
+}
+
+// WithKernelParams appends parameters to every shim's guest kernel command
+// line.
+func WithKernelParams(params ...string) Option {
+	return func(c *config) { c.settings.KernelParams = append(slices.Clone(c.settings.KernelParams), params...) }
+}
+
+// withStepHook calls hook at each step boundary; tests use it to crash or
+// fail there.
+func withStepHook(hook func(step string)) Option { return func(c *config) { c.hook = hook } }
+
+// withPerFileSync fsyncs every file and directory instead of one syncfs of
+// the file system; kept to measure the two against each other.
+func withPerFileSync() Option { return func(c *config) { c.perFileSync = true } }
+
+func (c *config) step(name string) {
+	if c.hook != nil {
+		c.hook(name)
+	}
+}

@@ -1,0 +1,168 @@
+package artifacts
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"io/fs"
+	"path"
+
+	"github.com/kata-deploy/kata-deploy/internal/hostfs"
+	"golang.org/x/sys/unix"
+)
+
+// target is an installation destination, opened.
+type target struct {
+	c       *config
+	root    *hostfs.Root
+	dest    string      // host path as configured, e.g. /opt/kata
+	parent  *hostfs.Dir // the directory holding the tree; nil if missing
+	base    string      // the tree's name in parent
+	live    *hostfs.Dir // the installed tree; nil if missing
+	rec     *record     // its record; nil if none
+	parents []string    // parent directories this run created
+	unlock  func()
+}
+
+// openTarget opens the destination. mutate creates missing parents, takes
+// the host lock and finishes or rolls back an interrupted run.
+func openTarget(ctx context.Context, hostRoot string, c *config, mutate bool) (*target, error) {
+	root, err := hostfs.New(hostRoot)
+	if err != nil {
+		return nil, err
+	}
+	t := &target{c: c, root: root, dest: c.dest(), unlock: func() {}}
+	// The host resolves symlinks in the destination (an /opt that links to
+	// /var/opt is common on immutable systems): stage beside what it
+	// resolves to, so the final rename stays within one directory.
+	resolved, err := root.Resolve(t.dest)
+	if err != nil {
+		return nil, err
+	}
+	dir := path.Dir(resolved)
+	t.base = path.Base(resolved)
+	if mutate {
+		if t.parents, err = root.MkdirAll(dir, 0o755); err != nil {
+			return nil, err
+		}
+	} else if ok, err := root.Exists(dir); err != nil || !ok {
+		return t, err
+	}
+	if t.parent, err = root.OpenDir(dir); err != nil {
+		return nil, err
+	}
+	if mutate {
+		// Concurrent installers serialise on the directory that holds the
+		// tree: it outlives every tree swapped in and out of it, and a
+		// directory lock leaves no lock file behind after uninstall.
+		unlock, err := t.parent.Lock(ctx)
+		if err != nil {
+			t.parent.Close()
+			return nil, err
+		}
+		t.unlock = unlock
+		if err := t.recover(); err != nil {
+			t.close()
+			return nil, err
+		}
+	}
+	if err := t.openLive(); err != nil {
+		t.close()
+		return nil, err
+	}
+	return t, nil
+}
+
+func (t *target) close() {
+	if t.live != nil {
+		t.live.Close()
+	}
+	t.unlock()
+	if t.parent != nil {
+		t.parent.Close()
+	}
+}
+
+func (t *target) stagingName() string { return "." + t.base + ".kd-new" }
+func (t *target) oldName() string     { return "." + t.base + ".kd-old" }
+
+func (t *target) openLive() error {
+	if t.live != nil {
+		t.live.Close()
+		t.live, t.rec = nil, nil
+	}
+	st, err := t.parent.Lstat(t.base)
+	if errors.Is(err, fs.ErrNotExist) {
+		return nil
+	}
+	if err != nil {
+		return err
+	}
+	if st.Mode&unix.S_IFMT != unix.S_IFDIR {
+		return &ConflictError{Path: t.dest}
+	}
+	if t.live, err = t.parent.OpenDir(t.base); err != nil {
+		return err
+	}
+	t.rec, err = loadRecord(t.live)
+	return err
+}
+
+// recover finishes or rolls back a run that stopped half-way. The tree at
+// the destination is always complete, old or new; what lies at the staging
+// name is either an unfinished new tree or the old tree already swapped
+// out, garbage in both cases.
+func (t *target) recover() error {
+	_, err := t.parent.Lstat(t.oldName())
+	switch {
+	case err == nil:
+		_, lerr := t.parent.Lstat(t.base)
+		if errors.Is(lerr, fs.ErrNotExist) {
+			// Stopped between the two renames that stand in for an
+			// exchange: put the old tree back.
+			t.c.log.Warn("rolling back an interrupted installation", "dest", t.dest)
+			if err := t.parent.Rename(t.oldName(), t.parent, t.base); err != nil {
+				return fmt.Errorf("roll back %s: %w", t.dest, err)
+			}
+		} else {
+			t.c.log.Warn("removing the tree an interrupted installation replaced", "dest", t.dest)
+			if err := t.parent.RemoveAll(t.oldName()); err != nil {
+				return err
+			}
+		}
+	case !errors.Is(err, fs.ErrNotExist):
+		return err
+	}
+	if _, err := t.parent.Lstat(t.stagingName()); err == nil {
+		t.c.log.Warn("removing what an interrupted installation left beside the tree", "dest", t.dest)
+		if err := t.parent.RemoveAll(t.stagingName()); err != nil {
+			return err
+		}
+	}
+	return t.parent.Sync()
+}
+
+// entryType returns the type of a raw stat, "" for anything else.
+func entryType(st *unix.Stat_t) FileType {
+	switch st.Mode & unix.S_IFMT {
+	case unix.S_IFDIR:
+		return TypeDir
+	case unix.S_IFREG:
+		return TypeFile
+	case unix.S_IFLNK:
+		return TypeSymlink
+	}
+	return ""
+}
+
+func modeOf(st *unix.Stat_t) fs.FileMode {
+	m := fs.FileMode(st.Mode & 0o777)
+	if st.Mode&unix.S_ISVTX != 0 {
+		m |= fs.ModeSticky
+	}
+	return m
+}
+
+func (t *target) host(rel string) string { return hostJoin(t.dest, rel) }
+
+func (t *target) hostDir(rel string) string { return hostJoin(t.dest, rel) + "/" }
