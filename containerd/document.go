@@ -8,6 +8,8 @@ import (
 
 	"github.com/pelletier/go-toml/v2"
 	"github.com/pelletier/go-toml/v2/unstable"
+
+	"github.com/kata-deploy/kata-deploy/internal/tomltext"
 )
 
 // ConfigError is a problem with a containerd config file, naming the file,
@@ -239,7 +241,7 @@ func keyOf(e *unstable.Node) string {
 	var parts []string
 	it := e.Key()
 	for it.Next() {
-		parts = append(parts, quoteKey(string(it.Node().Data)))
+		parts = append(parts, tomltext.Key(string(it.Node().Data)))
 	}
 	return strings.Join(parts, ".")
 }
@@ -276,35 +278,6 @@ func (d *document) lookup(keys ...string) (any, bool) {
 		}
 	}
 	return cur, true
-}
-
-// quoteKey writes a key part as TOML needs it: bare when it can be.
-func quoteKey(k string) string {
-	if k != "" && strings.IndexFunc(k, func(r rune) bool {
-		return !(r >= 'A' && r <= 'Z' || r >= 'a' && r <= 'z' || r >= '0' && r <= '9' || r == '-' || r == '_')
-	}) < 0 {
-		return k
-	}
-	return quoteString(k)
-}
-
-// quoteString writes s as a TOML basic string.
-func quoteString(s string) string {
-	var b strings.Builder
-	b.WriteByte('"')
-	for _, r := range s {
-		switch {
-		case r == '"' || r == '\\':
-			b.WriteByte('\\')
-			b.WriteRune(r)
-		case r < 0x20 || r == 0x7f:
-			fmt.Fprintf(&b, "\\u%04X", r)
-		default:
-			b.WriteRune(r)
-		}
-	}
-	b.WriteByte('"')
-	return b.String()
 }
 
 // blockMarkers returns the comment lines that open and close the engine's

@@ -3,6 +3,7 @@ package containerd
 import (
 	"errors"
 	"fmt"
+	"github.com/kata-deploy/kata-deploy/internal/tomltext"
 	"maps"
 
 	"github.com/google/go-cmp/cmp"
@@ -11,6 +12,10 @@ import (
 
 // addImport returns main's bytes with p added to its imports list: one
 // new element, or one new line if there is no list. Nothing else changes.
+//
+// The element goes first: containerd stops reading imports at the first
+// file that does not exist, without an error, so an entry after a stale
+// one would never be loaded.
 func addImport(main *document, p string) ([]byte, error) {
 	var at int
 	var insert string
@@ -21,17 +26,17 @@ func addImport(main *document, p string) ([]byte, error) {
 				return main.data, nil
 			}
 		}
-		if n := len(a.elems); n > 0 {
-			at, insert = a.elems[n-1].end, ", "+quoteString(p)
+		if len(a.elems) > 0 {
+			at, insert = a.elems[0].start, tomltext.String(p)+", "
 		} else {
-			at, insert = a.close, quoteString(p)
+			at, insert = a.close, tomltext.String(p)
 		}
 	default:
 		at = main.firstTable
 		if main.afterVersion >= 0 {
 			at = main.afterVersion
 		}
-		insert = "imports = [" + quoteString(p) + "]" + main.eol
+		insert = "imports = [" + tomltext.String(p) + "]" + main.eol
 		if at == len(main.data) && at > 0 && main.data[at-1] != '\n' {
 			insert = main.eol + insert
 		}
@@ -39,7 +44,7 @@ func addImport(main *document, p string) ([]byte, error) {
 	after := splice(main.data, at, at, insert)
 	if err := verify(main, after, func(tree map[string]any) {
 		imports, _ := tree["imports"].([]any)
-		tree["imports"] = append(imports, p)
+		tree["imports"] = append([]any{p}, imports...)
 	}); err != nil {
 		return nil, err
 	}

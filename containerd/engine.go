@@ -5,6 +5,7 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	"github.com/kata-deploy/kata-deploy/internal/tomltext"
 	"io"
 	"io/fs"
 	"log/slog"
@@ -204,11 +205,14 @@ func (e *Engine) planContainerd(f *files, spec runtime.Spec, j *journal.Journal)
 		}
 		return e.planInPlace(f, target, spec)
 	}
-	if dir := e.importedDir(main); dir != "" {
-		return e.planDropIn(f, dir, e.dropInVersion(), spec, nil)
+	if dir, err := e.importedDir(main); err != nil || dir != "" {
+		if err != nil {
+			return err
+		}
+		return e.planDropIn(f, dir, importedVersion(main), spec, nil)
 	}
 	dropIn := path.Join(path.Dir(e.configPath), e.dropInName())
-	if err := e.planDropIn(f, path.Dir(e.configPath), e.dropInVersion(), spec, nil); err != nil {
+	if err := e.planDropIn(f, path.Dir(e.configPath), importedVersion(main), spec, nil); err != nil {
 		return err
 	}
 	after, err := addImport(main, dropIn)
@@ -234,7 +238,10 @@ func (e *Engine) planDistro(f *files, spec runtime.Spec) error {
 	if main == nil {
 		return fmt.Errorf("%s: not found; %s must have started once and rendered its containerd config before Kata can be registered", e.configPath, e.variant)
 	}
-	dir := e.importedDir(main)
+	dir, err := e.importedDir(main)
+	if err != nil {
+		return err
+	}
 	if dir == "" {
 		d := path.Dir(e.configPath)
 		sub := "config.toml.d"
@@ -247,7 +254,7 @@ func (e *Engine) planDistro(f *files, spec runtime.Spec) error {
 			e.variant, e.variant, d, sub, d, sub, d, path.Base(e.configPath), e.variant.RuntimeUnit())}
 	}
 	if e.mergesImports() {
-		return e.planDropIn(f, dir, e.dropInVersion(), spec, nil)
+		return e.planDropIn(f, dir, importedVersion(main), spec, nil)
 	}
 	// This containerd lets an imported plugin table replace the rendered
 	// one, so the drop-in restates the rendered tables it touches.
@@ -366,8 +373,8 @@ func (e *Engine) entries(base *document, spec runtime.Spec) ([]entry, error) {
 	var out []entry
 	keys := runtimesKeys(base.version)
 	for i := range keys {
-		if line, ok := base.inline[dotted(keys[:i+1]...)]; ok {
-			return nil, &ConfigError{Path: base.path, Line: line, Key: dotted(keys[:i+1]...),
+		if line, ok := base.inline[tomltext.DottedKey(keys[:i+1]...)]; ok {
+			return nil, &ConfigError{Path: base.path, Line: line, Key: tomltext.DottedKey(keys[:i+1]...),
 				Err: errors.New("is an inline table, which TOML does not allow extending; write it as [table] sections so that runtimes can be added")}
 		}
 	}
@@ -386,7 +393,7 @@ func (e *Engine) entries(base *document, spec runtime.Spec) ([]entry, error) {
 	}
 	if spec.Mode == runtime.ModeUntrusted {
 		if v, ok := base.lookup("plugins", criPlugin(base.version), "containerd", "untrusted_workload_runtime", "runtime_type"); ok && v != "" {
-			return nil, &ConfigError{Path: base.path, Key: dotted("plugins", criPlugin(base.version), "containerd", "untrusted_workload_runtime"),
+			return nil, &ConfigError{Path: base.path, Key: tomltext.DottedKey("plugins", criPlugin(base.version), "containerd", "untrusted_workload_runtime"),
 				Err: errors.New("already names an untrusted workload runtime; remove it to let Kata serve untrusted workloads")}
 		}
 		u := spec.Handlers[0]
@@ -395,16 +402,17 @@ func (e *Engine) entries(base *document, spec runtime.Spec) ([]entry, error) {
 	}
 	for _, en := range out {
 		if _, taken := runtimes[en.name]; taken {
-			return nil, &ConfigError{Path: base.path, Key: dotted(append(keys, en.name)...),
+			return nil, &ConfigError{Path: base.path, Key: tomltext.DottedKey(append(keys, en.name)...),
 				Err: errors.New("is already defined; kata-deploy will not overwrite a runtime it did not write (remove it, or install with another name suffix)")}
 		}
 	}
 	return out, nil
 }
 
-// dropInVersion is the config version for a file the engine writes: the
-// newest one this containerd reads without migrating (2.3's version 4 only
-// moved server settings, which the engine never writes).
+// dropInVersion is the config version for a file the engine writes with no
+// main config to match: the newest one this containerd reads without
+// migrating (2.3's version 4 only moved server settings, which the engine
+// never writes).
 func (e *Engine) dropInVersion() int {
 	if e.version.Major < 2 {
 		return 2
@@ -412,26 +420,50 @@ func (e *Engine) dropInVersion() int {
 	return 3
 }
 
+// importedVersion is the config version for a drop-in that main imports:
+// main's own. containerd 2.2 merges the files before migrating them, and a
+// newer version from a drop-in would skip the migration of main's older
+// tables, silently dropping the user's settings (seen with 2.2.9: a v3
+// drop-in under a v2 config lost its sandbox image and registry mirrors).
+func importedVersion(main *document) int { return main.version }
+
 // importedDir returns the directory of a glob import in main that would
-// load the engine's drop-in, or "".
-func (e *Engine) importedDir(main *document) string {
+// load the engine's drop-in, or "". containerd stops reading imports, with
+// no error, at the first listed file that does not exist, so a drop-in
+// directory behind such a stale entry is refused rather than used.
+func (e *Engine) importedDir(main *document) (string, error) {
 	if main.imports == nil {
-		return ""
+		return "", nil
 	}
+	var missing string
 	for _, im := range main.imports.elems {
 		p := im.value
 		if !path.IsAbs(p) {
 			p = path.Join(path.Dir(main.path), p)
 		}
 		dir, pattern := path.Split(path.Clean(p))
-		if !hasMeta(pattern) || hasMeta(dir) {
+		if !hasMeta(pattern) {
+			if ok, err := e.root.Exists(p); err != nil {
+				return "", err
+			} else if !ok && missing == "" {
+				missing = im.value
+			}
 			continue
 		}
-		if ok, _ := path.Match(pattern, e.dropInName()); ok {
-			return path.Clean(dir)
+		if hasMeta(dir) {
+			continue
 		}
+		if ok, _ := path.Match(pattern, e.dropInName()); !ok {
+			continue
+		}
+		if missing != "" {
+			return "", &ConfigError{Path: main.path, Line: main.imports.line, Key: "imports", Err: fmt.Errorf(
+				"%q does not exist, and containerd stops reading imports at the first missing file, so it would never load %s; remove the stale entry",
+				missing, path.Join(dir, e.dropInName()))}
+		}
+		return path.Clean(dir), nil
 	}
-	return ""
+	return "", nil
 }
 
 // criOwner returns the file whose CRI plugin table containerd ends up

@@ -4,6 +4,7 @@ import (
 	"fmt"
 	"strings"
 
+	"github.com/kata-deploy/kata-deploy/internal/tomltext"
 	"github.com/kata-deploy/kata-deploy/runtime"
 )
 
@@ -35,14 +36,6 @@ func runtimesKeys(version int) []string {
 	return []string{"plugins", criPlugin(version), "containerd", "runtimes"}
 }
 
-func dotted(keys ...string) string {
-	q := make([]string, len(keys))
-	for i, k := range keys {
-		q[i] = quoteKey(k)
-	}
-	return strings.Join(q, ".")
-}
-
 // entry is one runtime table the engine writes.
 type entry struct {
 	name    string
@@ -65,34 +58,26 @@ func renderTables(version int, entries []entry, eol string) string {
 		if i > 0 {
 			b.WriteString(eol)
 		}
-		table := dotted(append(prefix, e.name)...)
+		table := tomltext.DottedKey(append(prefix, e.name)...)
 		line("[%s]", table)
 		if e.runcDefault {
-			line("  runtime_type = %s", quoteString("io.containerd.runc.v2"))
+			line("  runtime_type = %s", tomltext.String("io.containerd.runc.v2"))
 			continue
 		}
 		h := e.handler
-		line("  runtime_type = %s", quoteString(h.RuntimeType))
-		line("  runtime_path = %s", quoteString(h.ShimPath))
+		line("  runtime_type = %s", tomltext.String(h.RuntimeType))
+		line("  runtime_path = %s", tomltext.String(h.ShimPath))
 		line("  privileged_without_host_devices = %t", h.PrivilegedWithoutHostDevices)
-		line("  pod_annotations = %s", stringArray(h.PodAnnotations))
+		line("  pod_annotations = %s", tomltext.StringArray(h.PodAnnotations))
 		if h.Snapshotter != "" {
-			line("  snapshotter = %s", quoteString(h.Snapshotter))
+			line("  snapshotter = %s", tomltext.String(h.Snapshotter))
 		}
 		line("[%s.options]", table)
-		line("  ConfigPath = %s", quoteString(h.ConfigPath))
+		line("  ConfigPath = %s", tomltext.String(h.ConfigPath))
 		if h.Snapshotter != "" && version >= 3 {
-			line("[%s]", dotted("plugins", criImages, "runtime_platforms", e.name))
-			line("  snapshotter = %s", quoteString(h.Snapshotter))
+			line("[%s]", tomltext.DottedKey("plugins", criImages, "runtime_platforms", e.name))
+			line("  snapshotter = %s", tomltext.String(h.Snapshotter))
 		}
 	}
 	return b.String()
-}
-
-func stringArray(ss []string) string {
-	q := make([]string, len(ss))
-	for i, s := range ss {
-		q[i] = quoteString(s)
-	}
-	return "[" + strings.Join(q, ", ") + "]"
 }

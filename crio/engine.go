@@ -1,0 +1,220 @@
+package crio
+
+import (
+	"bytes"
+	"context"
+	"errors"
+	"fmt"
+	"io"
+	"io/fs"
+	"log/slog"
+	"path"
+	"strings"
+
+	"github.com/pelletier/go-toml/v2"
+
+	"github.com/kata-deploy/kata-deploy/internal/hostfs"
+	"github.com/kata-deploy/kata-deploy/internal/journal"
+	"github.com/kata-deploy/kata-deploy/internal/tomltext"
+	"github.com/kata-deploy/kata-deploy/runtime"
+)
+
+// Default host paths of CRI-O's configuration.
+const (
+	DefaultConfigFile = "/etc/crio/crio.conf"
+	DefaultConfigDir  = "/etc/crio/crio.conf.d"
+)
+
+// runtimeRoot is where CRI-O keeps state for VM runtimes, as Kata expects.
+const runtimeRoot = "/run/vc"
+
+// ConfigError is a problem with a CRI-O config file, naming the file, the
+// line and the key at fault.
+type ConfigError struct {
+	Path string
+	Line int
+	Key  string
+	Err  error
+}
+
+func (e *ConfigError) Error() string {
+	var b strings.Builder
+	b.WriteString(e.Path)
+	if e.Line > 0 {
+		fmt.Fprintf(&b, ":%d", e.Line)
+	}
+	if e.Key != "" {
+		fmt.Fprintf(&b, ": key %s", e.Key)
+	}
+	b.WriteString(": " + e.Err.Error())
+	return b.String()
+}
+
+func (e *ConfigError) Unwrap() error { return e.Err }
+
+// Engine registers Kata runtime handlers with CRI-O under a host root.
+type Engine struct {
+	root       *hostfs.Root
+	version    runtime.Version
+	configFile string
+	configDir  string
+	name       string
+	log        *slog.Logger
+}
+
+var _ runtime.ConfigEngine = (*Engine)(nil)
+
+// Option configures an Engine.
+type Option func(*Engine)
+
+// WithConfigDir sets CRI-O's drop-in directory (DefaultConfigDir if not set).
+func WithConfigDir(dir string) Option { return func(e *Engine) { e.configDir = path.Clean(dir) } }
+
+// WithConfigFile sets CRI-O's main config file (DefaultConfigFile if not set).
+func WithConfigFile(p string) Option { return func(e *Engine) { e.configFile = path.Clean(p) } }
+
+// WithName sets the name the engine's drop-in carries, so that two
+// independent installs can share a host ("kata-deploy" by default).
+func WithName(name string) Option { return func(e *Engine) { e.name = name } }
+
+// WithLogger sets where the engine logs (nowhere by default).
+func WithLogger(l *slog.Logger) Option { return func(e *Engine) { e.log = l } }
+
+// New returns an engine for the host whose root directory is hostRoot,
+// running CRI-O of the given version.
+func New(hostRoot string, version runtime.Version, opts ...Option) (*Engine, error) {
+	root, err := hostfs.New(hostRoot)
+	if err != nil {
+		return nil, err
+	}
+	e := &Engine{root: root, version: version, configFile: DefaultConfigFile, configDir: DefaultConfigDir,
+		name: "kata-deploy", log: slog.New(slog.NewTextHandler(io.Discard, nil))}
+	for _, o := range opts {
+		o(e)
+	}
+	return e, nil
+}
+
+// DropInPath returns the host path of the engine's drop-in file. The "99-"
+// prefix makes CRI-O read it after the distribution's own drop-ins.
+func (e *Engine) DropInPath() string { return path.Join(e.configDir, "99-"+e.name+".conf") }
+
+func (e *Engine) journalName() string {
+	if e.name == "kata-deploy" {
+		return "crio"
+	}
+	return "crio-" + e.name
+}
+
+// PlanInstall returns the changes that register spec's handlers.
+func (e *Engine) PlanInstall(spec runtime.Spec) (*runtime.Plan, error) {
+	if len(spec.Handlers) == 0 {
+		return nil, errors.New("crio: no handlers to register")
+	}
+	if spec.Mode == runtime.ModeUntrusted {
+		return nil, fmt.Errorf("CRI-O %s has no untrusted workload runtime (runtime_untrusted_workload and the io.kubernetes.cri-o.TrustedSandbox annotation were removed in CRI-O 1.14): use --mode=%s and runtimeClassName: %s",
+			e.version, runtime.ModeRuntimeClass, spec.Handlers[0].Name)
+	}
+	if err := e.checkConflicts(spec); err != nil {
+		return nil, err
+	}
+	content := render(e.name, spec.Handlers)
+	p := e.DropInPath()
+	plan := &runtime.Plan{Kind: runtime.Install}
+	current, err := e.root.ReadFile(p)
+	switch {
+	case errors.Is(err, fs.ErrNotExist):
+		dirs, err := journal.PlanDirs(e.root, e.configDir)
+		if err != nil {
+			return nil, err
+		}
+		plan.Changes = append(dirs, runtime.FileChange{Op: runtime.Create, Path: p, After: content, Perm: 0o644, Why: "Kata runtime handlers"})
+	case err != nil:
+		return nil, err
+	case !bytes.Equal(current, content):
+		plan.Changes = []runtime.FileChange{{Op: runtime.Modify, Path: p, Before: current, After: content, Why: "Kata runtime handlers"}}
+	}
+	return plan, nil
+}
+
+// PlanUninstall returns the changes that remove the engine's drop-in.
+func (e *Engine) PlanUninstall() (*runtime.Plan, error) {
+	j, err := journal.Load(e.root, e.journalName())
+	if err != nil {
+		return nil, err
+	}
+	return journal.PlanUninstall(e.root, j, func(p string, _ []byte) ([]byte, error) {
+		return nil, fmt.Errorf("crio engine edits no file it did not create")
+	})
+}
+
+// Apply carries out a plan made by this engine.
+func (e *Engine) Apply(ctx context.Context, p *runtime.Plan) error {
+	for _, c := range p.Changes {
+		e.log.Info("crio config", "op", c.Op.String(), "path", c.Path, "why", c.Why)
+	}
+	return journal.Apply(ctx, e.root, e.journalName(), p)
+}
+
+// checkConflicts refuses to shadow a runtime handler of the same name that
+// someone else defined in crio.conf or another drop-in: the drop-in would
+// silently win.
+func (e *Engine) checkConflicts(spec runtime.Spec) error {
+	files := []string{e.configFile}
+	entries, err := e.root.ReadDir(e.configDir)
+	if err != nil && !errors.Is(err, fs.ErrNotExist) {
+		return err
+	}
+	for _, en := range entries {
+		p := path.Join(e.configDir, en.Name())
+		if p != e.DropInPath() && strings.HasSuffix(en.Name(), ".conf") {
+			files = append(files, p)
+		}
+	}
+	for _, p := range files {
+		data, err := e.root.ReadFile(p)
+		if errors.Is(err, fs.ErrNotExist) {
+			continue
+		}
+		if err != nil {
+			return err
+		}
+		var cfg struct {
+			Crio struct {
+				Runtime struct {
+					Runtimes map[string]any `toml:"runtimes"`
+				} `toml:"runtime"`
+			} `toml:"crio"`
+		}
+		if err := toml.Unmarshal(data, &cfg); err != nil {
+			var de *toml.DecodeError
+			if errors.As(err, &de) {
+				line, _ := de.Position()
+				return &ConfigError{Path: p, Line: line, Key: strings.Join(de.Key(), "."), Err: errors.New(de.String())}
+			}
+			return &ConfigError{Path: p, Err: err}
+		}
+		for _, h := range spec.Handlers {
+			if _, ok := cfg.Crio.Runtime.Runtimes[h.Name]; ok {
+				return &ConfigError{Path: p, Key: "crio.runtime.runtimes." + h.Name,
+					Err: errors.New("is already defined; kata-deploy will not shadow a runtime handler it did not write (remove it, or install with another name suffix)")}
+			}
+		}
+	}
+	return nil
+}
+
+// render writes the drop-in: one table per handler.
+func render(name string, handlers []runtime.Handler) []byte {
+	var b strings.Builder
+	b.WriteString("# Written by " + name + ": Kata Containers runtime handlers. Removed by uninstall; do not edit.\n")
+	for _, h := range handlers {
+		fmt.Fprintf(&b, "\n[crio.runtime.runtimes.%s]\n", tomltext.Key(h.Name))
+		fmt.Fprintf(&b, "runtime_path = %s\n", tomltext.String(h.ShimPath))
+		b.WriteString("runtime_type = \"vm\"\n")
+		fmt.Fprintf(&b, "runtime_root = %s\n", tomltext.String(runtimeRoot))
+		fmt.Fprintf(&b, "runtime_config_path = %s\n", tomltext.String(h.ConfigPath))
+		fmt.Fprintf(&b, "privileged_without_host_devices = %t\n", h.PrivilegedWithoutHostDevices)
+	}
+	return []byte(b.String())
+}
