@@ -1,0 +1,96 @@
+package nodelabel
+
+import (
+	"context"
+	"fmt"
+	"slices"
+
+	"github.com/go-logr/logr"
+	appsv1 "k8s.io/api/apps/v1"
+	corev1 "k8s.io/api/core/v1"
+	apierrors "k8s.io/apimachinery/pkg/api/errors"
+	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
+	schedv1 "k8s.io/component-helpers/scheduling/corev1"
+	"k8s.io/component-helpers/scheduling/corev1/nodeaffinity"
+)
+
+// Targeting says whether a DaemonSet targets the Node, and why.
+type Targeting struct {
+	// Targets is true when the DaemonSet controller would run a pod of
+	// the DaemonSet on the Node.
+	Targets bool
+	// Reason explains the answer in words fit for a log line.
+	Reason string
+}
+
+// DaemonSetTargetsNode tells whether the DaemonSet namespace/name still
+// targets the Node: it exists, is not being deleted, and its pod template's
+// nodeName, nodeSelector, required node affinity and tolerations (with the
+// tolerations the DaemonSet controller adds to every daemon pod) admit the
+// Node's labels and taints. An installer being stopped asks this to tell a
+// rolling update (it targets the node: keep Kata installed) from an
+// uninstall or an unlabelled node (it does not: clean up).
+func (c *Client) DaemonSetTargetsNode(ctx context.Context, namespace, name string) (Targeting, error) {
+	ds, err := c.cs.AppsV1().DaemonSets(namespace).Get(ctx, name, metav1.GetOptions{})
+	if apierrors.IsNotFound(err) {
+		return Targeting{Reason: fmt.Sprintf("DaemonSet %s/%s does not exist", namespace, name)}, nil
+	}
+	if err != nil {
+		return Targeting{}, fmt.Errorf("node %s: read DaemonSet %s/%s: %w", c.node, namespace, name, err)
+	}
+	if ds.DeletionTimestamp != nil {
+		return Targeting{Reason: fmt.Sprintf("DaemonSet %s/%s is being deleted", namespace, name)}, nil
+	}
+	node, err := c.cs.CoreV1().Nodes().Get(ctx, c.node, metav1.GetOptions{})
+	if err != nil {
+		return Targeting{}, fmt.Errorf("node %s: read node: %w", c.node, err)
+	}
+	t := targets(logr.FromSlogHandler(c.log.Handler()), ds, node)
+	c.log.Info("DaemonSet targeting", "daemonset", namespace+"/"+name, "targets", t.Targets, "reason", t.Reason)
+	return t, nil
+}
+
+// targets is the DaemonSet controller's "should run" predicate: the
+// template's node name, required node affinity and node selector, and
+// NoSchedule/NoExecute taints against the template's tolerations plus the
+// controller's defaults.
+func targets(logger logr.Logger, ds *appsv1.DaemonSet, node *corev1.Node) Targeting {
+	spec := ds.Spec.Template.Spec
+	id := ds.Namespace + "/" + ds.Name
+	if spec.NodeName != "" && spec.NodeName != node.Name {
+		return Targeting{Reason: fmt.Sprintf("DaemonSet %s is pinned to node %s", id, spec.NodeName)}
+	}
+	ok, err := nodeaffinity.NewRequiredNodeAffinity(spec.NodeSelector, spec.Affinity).Match(node)
+	if err != nil || !ok {
+		// The controller ignores parse errors and treats them as no match.
+		return Targeting{Reason: fmt.Sprintf("DaemonSet %s's node selector or affinity does not match node %s", id, node.Name)}
+	}
+	tolerations := append(slices.Clone(spec.Tolerations), daemonTolerations(spec.HostNetwork)...)
+	taint, untolerated := schedv1.FindMatchingUntoleratedTaint(logger, node.Spec.Taints, tolerations, func(t *corev1.Taint) bool {
+		return t.Effect == corev1.TaintEffectNoSchedule || t.Effect == corev1.TaintEffectNoExecute
+	}, false)
+	if untolerated {
+		return Targeting{Reason: fmt.Sprintf("DaemonSet %s does not tolerate taint %s on node %s", id, taint.ToString(), node.Name)}
+	}
+	return Targeting{Targets: true, Reason: fmt.Sprintf("DaemonSet %s targets node %s", id, node.Name)}
+}
+
+// daemonTolerations are the tolerations the DaemonSet controller adds to
+// every daemon pod (pkg/controller/daemon/util.AddOrUpdateDaemonPodTolerations).
+func daemonTolerations(hostNetwork bool) []corev1.Toleration {
+	exists := func(key string, effect corev1.TaintEffect) corev1.Toleration {
+		return corev1.Toleration{Key: key, Operator: corev1.TolerationOpExists, Effect: effect}
+	}
+	t := []corev1.Toleration{
+		exists(corev1.TaintNodeNotReady, corev1.TaintEffectNoExecute),
+		exists(corev1.TaintNodeUnreachable, corev1.TaintEffectNoExecute),
+		exists(corev1.TaintNodeDiskPressure, corev1.TaintEffectNoSchedule),
+		exists(corev1.TaintNodeMemoryPressure, corev1.TaintEffectNoSchedule),
+		exists(corev1.TaintNodePIDPressure, corev1.TaintEffectNoSchedule),
+		exists(corev1.TaintNodeUnschedulable, corev1.TaintEffectNoSchedule),
+	}
+	if hostNetwork {
+		t = append(t, exists(corev1.TaintNodeNetworkUnavailable, corev1.TaintEffectNoSchedule))
+	}
+	return t
+}

@@ -1,0 +1,116 @@
+package nodelabel
+
+import (
+	"context"
+	"encoding/json"
+	"fmt"
+	"strings"
+	"time"
+
+	corev1 "k8s.io/api/core/v1"
+	apierrors "k8s.io/apimachinery/pkg/api/errors"
+	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
+	"k8s.io/apimachinery/pkg/types"
+)
+
+// EventNamespace is where Node events live: Nodes have no namespace, and
+// the kubelet records its Node events in "default" too.
+const EventNamespace = metav1.NamespaceDefault
+
+// Reason is the machine-readable reason of an event on the Node.
+type Reason string
+
+// The events kata-deploy records on a Node.
+const (
+	ReasonInstallStarted     Reason = "KataInstallStarted"
+	ReasonInstallSucceeded   Reason = "KataInstallSucceeded"
+	ReasonInstallFailed      Reason = "KataInstallFailed"
+	ReasonUninstallStarted   Reason = "KataUninstallStarted"
+	ReasonUninstallSucceeded Reason = "KataUninstallSucceeded"
+	ReasonUninstallFailed    Reason = "KataUninstallFailed"
+)
+
+// eventType is Warning for failures and Normal otherwise.
+func (r Reason) eventType() string {
+	if strings.HasSuffix(string(r), "Failed") {
+		return corev1.EventTypeWarning
+	}
+	return corev1.EventTypeNormal
+}
+
+// maxMessage is the API server's limit on an event message (1 KiB).
+const maxMessage = 1024
+
+// RecordEvent records an event with reason and message on the Node, shown
+// by kubectl describe node. Failure reasons are Warning events.
+//
+// The events are core/v1 Events in namespace "default" whose involvedObject
+// is the Node, because that is what kubectl describe node lists (it queries
+// core/v1 events by involvedObject). There is one Event object per node,
+// component and reason, holding the latest occurrence: an installer that
+// crash-loops overwrites its last InstallFailed instead of piling up
+// events. That takes a create, and a patch when the event exists.
+func (c *Client) RecordEvent(ctx context.Context, reason Reason, message string) error {
+	if len(message) > maxMessage {
+		message = message[:maxMessage-3] + "..."
+	}
+	node, err := c.cs.CoreV1().Nodes().Get(ctx, c.node, metav1.GetOptions{})
+	if err != nil {
+		return fmt.Errorf("node %s: record event %s: read node: %w", c.node, reason, err)
+	}
+	now := metav1.NewTime(time.Now())
+	ev := &corev1.Event{
+		ObjectMeta: metav1.ObjectMeta{
+			Name:      c.eventName(reason),
+			Namespace: EventNamespace,
+		},
+		InvolvedObject: corev1.ObjectReference{
+			APIVersion: "v1",
+			Kind:       "Node",
+			Name:       node.Name,
+			UID:        node.UID,
+		},
+		Reason:              string(reason),
+		Message:             message,
+		Type:                reason.eventType(),
+		Source:              corev1.EventSource{Component: c.component, Host: c.node},
+		FirstTimestamp:      now,
+		LastTimestamp:       now,
+		Count:               1,
+		ReportingController: c.component,
+		ReportingInstance:   c.component + "-" + c.node,
+	}
+	events := c.cs.CoreV1().Events(EventNamespace)
+	_, err = events.Create(ctx, ev, metav1.CreateOptions{})
+	if apierrors.IsAlreadyExists(err) {
+		// The same reason seen before: make the event the latest
+		// occurrence. Count stays 1 since the old one is not read.
+		var body []byte
+		body, err = json.Marshal(map[string]any{
+			"message":        ev.Message,
+			"type":           ev.Type,
+			"involvedObject": ev.InvolvedObject,
+			"firstTimestamp": now,
+			"lastTimestamp":  now,
+		})
+		if err == nil {
+			_, err = events.Patch(ctx, ev.Name, types.MergePatchType, body, metav1.PatchOptions{})
+		}
+	}
+	if err != nil {
+		return fmt.Errorf("node %s: record event %s: %w", c.node, reason, err)
+	}
+	c.log.Info("recorded node event", "reason", reason, "type", ev.Type, "message", message)
+	return nil
+}
+
+// eventName is the Event's name for reason: fixed per node, component and
+// reason, so that repeats update one object.
+func (c *Client) eventName(r Reason) string {
+	name := c.node + "." + c.component + "." + strings.ToLower(string(r))
+	if len(name) > 253 {
+		name = name[len(name)-253:]
+		name = strings.TrimLeft(name, ".-")
+	}
+	return name
+}

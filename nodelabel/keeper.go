@@ -1,0 +1,179 @@
+package nodelabel
+
+import (
+	"context"
+	"fmt"
+	"strconv"
+	"time"
+
+	"github.com/go-logr/logr"
+	corev1 "k8s.io/api/core/v1"
+	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
+	"k8s.io/apimachinery/pkg/fields"
+	k8sruntime "k8s.io/apimachinery/pkg/runtime"
+	"k8s.io/apimachinery/pkg/watch"
+	"k8s.io/client-go/tools/cache"
+	"k8s.io/klog/v2"
+)
+
+// nodeWatch follows the one Node through an informer restricted to it by a
+// field selector, with resync off: one LIST, then one long-running WATCH
+// that the reflector re-opens when it times out. Every change wakes the
+// owner through a one-slot channel, so bursts of events coalesce into one
+// look at the latest object.
+type nodeWatch struct {
+	store cache.Store
+	kick  chan struct{}
+	done  chan struct{}
+}
+
+func (c *Client) watchNode(ctx context.Context) *nodeWatch {
+	sel := fields.OneTermEqualSelector("metadata.name", c.node).String()
+	nodes := c.cs.CoreV1().Nodes()
+	lw := &cache.ListWatch{
+		ListWithContextFunc: func(ctx context.Context, o metav1.ListOptions) (k8sruntime.Object, error) {
+			o.FieldSelector = sel
+			return nodes.List(ctx, o)
+		},
+		WatchFuncWithContext: func(ctx context.Context, o metav1.ListOptions) (watch.Interface, error) {
+			o.FieldSelector = sel
+			return nodes.Watch(ctx, o)
+		},
+	}
+	w := &nodeWatch{kick: make(chan struct{}, 1), done: make(chan struct{})}
+	wake := func() {
+		select {
+		case w.kick <- struct{}{}:
+		default:
+		}
+	}
+	logger := logr.FromSlogHandler(c.log.Handler())
+	store, ctrl := cache.NewInformerWithOptions(cache.InformerOptions{
+		Logger:        &logger,
+		ListerWatcher: lw,
+		ObjectType:    &corev1.Node{},
+		// Keep only what the keepers and WaitReady read: a real Node's
+		// image list and managed fields are most of its size, and a
+		// labeler holds its Node for its whole life.
+		Transform: func(obj any) (any, error) {
+			if n, ok := obj.(*corev1.Node); ok {
+				n.ManagedFields = nil
+				n.Status.Images = nil
+				n.Status.VolumesAttached = nil
+				n.Status.VolumesInUse = nil
+			}
+			return obj, nil
+		},
+		Handler: cache.ResourceEventHandlerFuncs{
+			AddFunc:    func(any) { wake() },
+			UpdateFunc: func(any, any) { wake() },
+			DeleteFunc: func(any) { wake() },
+		},
+	})
+	w.store = store
+	go func() {
+		defer close(w.done)
+		// The reflector reports list and watch failures (e.g. RBAC
+		// denials) through the context's logger: make that ours.
+		ctrl.RunWithContext(klog.NewContext(ctx, logger))
+	}()
+	return w
+}
+
+// latest returns the last Node the watch saw, nil if none (yet, or since
+// it was deleted). The object is the store's: read it, do not modify it.
+func (w *nodeWatch) latest(name string) *corev1.Node {
+	obj, ok, err := w.store.GetByKey(name)
+	if err != nil || !ok {
+		return nil
+	}
+	n, _ := obj.(*corev1.Node)
+	return n
+}
+
+// keep runs until ctx ends, patching the Node whenever its labels differ
+// from what want returns for it. want may return nil to leave the labels
+// alone for now (e.g. no runtime reported yet).
+func (c *Client) keep(ctx context.Context, what string, want func(*corev1.Node) labelPatch) error {
+	w := c.watchNode(ctx)
+	defer func() { <-w.done }()
+
+	// After our own write, events older than it still arrive; acting on
+	// them would repeat the write. Their resourceVersion is lower than the
+	// one our patch returned. resourceVersions are opaque to clients in
+	// general; here they are only compared to skip a write that would
+	// change nothing, and one that does not parse disables the skip.
+	var written uint64
+	const minDelay, maxDelay = time.Second, 30 * time.Second
+	delay := minDelay
+	var retry <-chan time.Time
+	c.log.Info("keeping node labels", "what", what)
+	for {
+		select {
+		case <-ctx.Done():
+			return nil
+		case <-w.kick:
+		case <-retry:
+		}
+		retry = nil
+		n := w.latest(c.node)
+		if n == nil {
+			continue
+		}
+		if rv, err := strconv.ParseUint(n.ResourceVersion, 10, 64); err == nil && rv < written {
+			continue
+		}
+		d := diff(n.Labels, want(n))
+		if d == nil {
+			continue
+		}
+		out, err := c.patchLabels(ctx, d)
+		if err != nil {
+			if ctx.Err() != nil {
+				return nil
+			}
+			c.log.Warn("could not label node, will retry", "what", what, "in", delay, "err", err)
+			retry = time.After(delay)
+			delay = min(2*delay, maxDelay)
+			continue
+		}
+		delay = minDelay
+		written, _ = strconv.ParseUint(out.ResourceVersion, 10, 64)
+	}
+}
+
+// RunRuntimeLabeler keeps the runtime label (kata-containers.io/
+// container-runtime) equal to the runtime the Node reports in
+// status.nodeInfo.containerRuntimeVersion, until ctx ends. It puts the label
+// back when something removes it and follows a runtime change; a runtime
+// kata-deploy does not support removes the label, so that no installer
+// selects the node. It returns nil when ctx ends.
+func (c *Client) RunRuntimeLabeler(ctx context.Context) error {
+	key := c.RuntimeLabel()
+	return c.keep(ctx, "runtime label", func(n *corev1.Node) labelPatch {
+		crv := n.Status.NodeInfo.ContainerRuntimeVersion
+		if crv == "" {
+			return nil // the kubelet has not reported yet
+		}
+		v, err := RuntimeLabelValue(crv)
+		if err != nil {
+			if _, has := n.Labels[key]; has {
+				c.log.Warn("unsupported container runtime, removing label", "runtime", crv, "err", err)
+			}
+			return labelPatch{key: nil}
+		}
+		return labelPatch{key: &v}
+	})
+}
+
+// KeepKataState keeps the kata-runtime label at state until ctx ends,
+// setting it first if needed and restoring it when a kubelet
+// re-registration (k3s, rke2) or anyone else wipes it. Stop it (cancel ctx)
+// before changing the state with SetKataState. It returns nil when ctx ends.
+func (c *Client) KeepKataState(ctx context.Context, state KataState) error {
+	s := string(state)
+	key := c.KataLabel()
+	return c.keep(ctx, fmt.Sprintf("%s=%s", key, s), func(*corev1.Node) labelPatch {
+		return labelPatch{key: &s}
+	})
+}

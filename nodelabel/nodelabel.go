@@ -1,0 +1,101 @@
+package nodelabel
+
+import (
+	"errors"
+	"fmt"
+	"log/slog"
+
+	"k8s.io/apimachinery/pkg/util/validation"
+	"k8s.io/client-go/kubernetes"
+)
+
+// DefaultDomain is the prefix of kata-deploy's label keys.
+const DefaultDomain = "kata-containers.io"
+
+// Label names, below the domain.
+const (
+	// RuntimeLabelName is the label holding the node's container runtime.
+	RuntimeLabelName = "container-runtime"
+	// KataLabelName is the label holding the state of Kata on the node.
+	KataLabelName = "kata-runtime"
+)
+
+// DefaultComponent names kata-deploy as the source of its events and the
+// field manager of its label writes.
+const DefaultComponent = "kata-deploy"
+
+// KataState is a value of the kata-runtime label.
+type KataState string
+
+// The states of Kata on a node.
+const (
+	// KataInstalled marks a node where Kata was installed and verified.
+	KataInstalled KataState = "true"
+	// KataCleanup marks a node whose installer has uninstalled Kata and
+	// that the cleanup DaemonSet still has to reset.
+	KataCleanup KataState = "cleanup"
+)
+
+// Client drives the labels and events of one Node. It is safe for
+// concurrent use; it holds no state between calls beyond its settings.
+type Client struct {
+	cs        kubernetes.Interface
+	node      string
+	domain    string
+	component string
+	log       *slog.Logger
+}
+
+// Option configures a Client.
+type Option func(*Client)
+
+// WithDomain sets the label domain (default kata-containers.io), for
+// clusters running more than one kata-deploy.
+func WithDomain(domain string) Option { return func(c *Client) { c.domain = domain } }
+
+// WithComponent sets the name recorded as the source of events and as the
+// field manager of label writes (default kata-deploy).
+func WithComponent(name string) Option { return func(c *Client) { c.component = name } }
+
+// WithLogger logs to l; the default discards. The watches' own logging
+// (client-go's reflector) goes to l as well.
+func WithLogger(l *slog.Logger) Option {
+	return func(c *Client) {
+		if l != nil {
+			c.log = l
+		}
+	}
+}
+
+// New returns a Client for the Node named node.
+func New(cs kubernetes.Interface, node string, opts ...Option) (*Client, error) {
+	c := &Client{cs: cs, node: node, domain: DefaultDomain, component: DefaultComponent, log: slog.New(slog.DiscardHandler)}
+	for _, o := range opts {
+		o(c)
+	}
+	if cs == nil {
+		return nil, errors.New("nodelabel: nil clientset")
+	}
+	if errs := validation.IsDNS1123Subdomain(node); len(errs) > 0 {
+		return nil, fmt.Errorf("nodelabel: node name %q: %v", node, errs)
+	}
+	if errs := validation.IsQualifiedName(c.domain + "/" + KataLabelName); len(errs) > 0 {
+		return nil, fmt.Errorf("nodelabel: label domain %q: %v", c.domain, errs)
+	}
+	if errs := validation.IsDNS1123Subdomain(c.component); len(errs) > 0 {
+		return nil, fmt.Errorf("nodelabel: component %q: %v", c.component, errs)
+	}
+	c.log = c.log.With("node", node)
+	return c, nil
+}
+
+// Node returns the name of the Node the client works on.
+func (c *Client) Node() string { return c.node }
+
+// RuntimeLabel returns the runtime label's key, e.g.
+// kata-containers.io/container-runtime.
+func (c *Client) RuntimeLabel() string { return c.domain + "/" + RuntimeLabelName }
+
+// KataLabel returns the Kata state label's key, e.g.
+// kata-containers.io/kata-runtime.
+func (c *Client) KataLabel() string { return c.domain + "/" + KataLabelName }
