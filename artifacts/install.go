@@ -39,9 +39,23 @@ func Install(ctx context.Context, hostRoot, payload string, opts ...Option) (*Re
 	defer t.close()
 	rep, err := t.install(ctx, payload, false)
 	if err != nil {
+		t.removeParents()
 		return nil, fmt.Errorf("install kata from %s to %s: %w", payload, t.dest, err)
 	}
 	return rep, nil
+}
+
+// removeParents removes, when empty, the parent directories this run
+// created, so that a failed first install leaves the host as it was.
+func (t *target) removeParents() {
+	if t.live != nil {
+		return
+	}
+	for i := len(t.parents) - 1; i >= 0; i-- {
+		if err := t.root.Remove(t.parents[i]); err != nil {
+			return
+		}
+	}
 }
 
 // Plan reports what Install would change, without writing anything.
@@ -213,6 +227,12 @@ func (t *target) diff(ctx context.Context, pl *plan, srcDigest func(*node) (stri
 			rep.Added = append(rep.Added, name)
 			continue
 		}
+		if errors.Is(err, unix.ELOOP) || errors.Is(err, unix.EXDEV) {
+			// A directory on the way is now a symlink: the new tree puts
+			// a real one back, and nothing behind the link is touched.
+			rep.Changed = append(rep.Changed, name)
+			continue
+		}
 		if err != nil {
 			return err
 		}
@@ -315,6 +335,9 @@ func (t *target) newRecord(pl *plan, source *statKey) *record {
 		rec.Parents = t.rec.Parents
 	} else {
 		rec.Preexisting = pl.pre
+		if t.tomb != nil {
+			rec.Parents = t.tomb.Parents
+		}
 	}
 	for _, p := range t.parents {
 		if !slices.Contains(rec.Parents, p) {
@@ -652,7 +675,10 @@ func (t *target) swap() error {
 		}
 		return t.parent.Sync()
 	}
-	err := t.parent.Exchange(t.stagingName(), t.parent, t.base)
+	err := errors.ErrUnsupported
+	if !t.c.noExchange {
+		err = t.parent.Exchange(t.stagingName(), t.parent, t.base)
+	}
 	if errors.Is(err, errors.ErrUnsupported) {
 		// No RENAME_EXCHANGE here: two renames, with a moment when the
 		// destination is missing; recover() rolls back if we stop there.

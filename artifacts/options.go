@@ -30,6 +30,7 @@ type config struct {
 	// Unexported knobs for tests and benchmarks.
 	hook        func(step string) // called at each step boundary
 	perFileSync bool              // fsync every file instead of one syncfs
+	noExchange  bool              // act as if RENAME_EXCHANGE were unsupported
 	workers     int
 }
 
@@ -129,6 +130,10 @@ func withStepHook(hook func(step string)) Option { return func(c *config) { c.ho
 // withPerFileSync fsyncs every file and directory instead of one syncfs of
 // the file system; kept to measure the two against each other.
 func withPerFileSync() Option { return func(c *config) { c.perFileSync = true } }
+
+// withoutExchange takes the two-rename path of file systems that cannot
+// exchange directories.
+func withoutExchange() Option { return func(c *config) { c.noExchange = true } }
 
 func (c *config) step(name string) {
 	if c.hook != nil {

@@ -120,8 +120,10 @@ func (r *record) index() map[string]*recEntry {
 }
 
 // loadRecord reads the record in the tree d; nil if there is none.
-func loadRecord(d *hostfs.Dir) (*record, error) {
-	f, err := d.Open(recordName)
+func loadRecord(d *hostfs.Dir) (*record, error) { return loadRecordAt(d, recordName) }
+
+func loadRecordAt(d *hostfs.Dir, name string) (*record, error) {
+	f, err := d.Open(name)
 	if errors.Is(err, fs.ErrNotExist) {
 		return nil, nil
 	}

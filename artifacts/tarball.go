@@ -224,10 +224,10 @@ func readTarball(ctx context.Context, r io.Reader, c *config, stage *hostfs.Dir)
 		name := e.Name
 		if e.Type == tarsafe.File && isManifest(name) {
 			if e.Size > maxManifest {
-				return nil, &EntryError{Entry: name, Err: fmt.Errorf("manifest larger than %d bytes", maxManifest)}
+				return nil, &EntryError{Entry: e.Raw, Err: fmt.Errorf("manifest larger than %d bytes", maxManifest)}
 			}
 			if manifest, err = io.ReadAll(tr); err != nil {
-				return nil, &EntryError{Entry: name, Err: err}
+				return nil, &EntryError{Entry: e.Raw, Err: err}
 			}
 			manifestName = name
 			continue
@@ -257,7 +257,7 @@ func readTarball(ctx context.Context, r io.Reader, c *config, stage *hostfs.Dir)
 		}
 		if rel == "." {
 			if e.Type != tarsafe.Dir {
-				return nil, &EntryError{Entry: name, Err: ErrUnsafeDotDot}
+				return nil, &EntryError{Entry: e.Raw, Err: ErrUnsafeDotDot}
 			}
 			root.mode = e.Mode
 			if stage != nil {
@@ -298,7 +298,7 @@ func readTarball(ctx context.Context, r io.Reader, c *config, stage *hostfs.Dir)
 				in = io.TeeReader(tr, capture)
 			}
 			if err := copyFile(stage, n, in, buf, c.perFileSync); err != nil {
-				return nil, fmt.Errorf("archive entry %s: %w", name, err)
+				return nil, fmt.Errorf("archive entry %s: %w", e.Raw, err)
 			}
 			if capture != nil {
 				res.configs[rel] = capture.data
@@ -310,7 +310,7 @@ func readTarball(ctx context.Context, r io.Reader, c *config, stage *hostfs.Dir)
 			// Checked against the tree, not the archive root: a link may
 			// not climb out of opt/kata either.
 			if err := tarsafe.CheckSymlink(rel, e.Target); err != nil {
-				return nil, &EntryError{Entry: name, Err: err}
+				return nil, &EntryError{Entry: e.Raw, Err: err}
 			}
 			n.typ, n.target, n.mode = TypeSymlink, e.Target, 0o777
 			if stage != nil {
@@ -323,12 +323,12 @@ func readTarball(ctx context.Context, r io.Reader, c *config, stage *hostfs.Dir)
 			if tree == staticRoot {
 				var ok bool
 				if target, ok = strings.CutPrefix(target, staticRoot+"/"); !ok {
-					return nil, &EntryError{Entry: name, Err: ErrUnsafeLink}
+					return nil, &EntryError{Entry: e.Raw, Err: ErrUnsafeLink}
 				}
 			}
 			to := byPath[target]
 			if to == nil || to.typ != TypeFile {
-				return nil, &EntryError{Entry: name, Err: ErrUnsafeLink}
+				return nil, &EntryError{Entry: e.Raw, Err: ErrUnsafeLink}
 			}
 			n.typ, n.size, n.mode, n.digest = TypeFile, to.size, to.mode, to.digest
 			if stage != nil {
@@ -338,7 +338,7 @@ func readTarball(ctx context.Context, r io.Reader, c *config, stage *hostfs.Dir)
 			}
 		}
 		if prev, ok := byPath[rel]; ok && prev.typ != TypeDir {
-			return nil, &EntryError{Entry: name, Err: ErrUnsafeDuplicate}
+			return nil, &EntryError{Entry: e.Raw, Err: ErrUnsafeDuplicate}
 		}
 		byPath[rel] = n
 		res.nodes = append(res.nodes, n)

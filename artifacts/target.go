@@ -21,6 +21,7 @@ type target struct {
 	live    *hostfs.Dir // the installed tree; nil if missing
 	rec     *record     // its record; nil if none
 	parents []string    // parent directories this run created
+	tomb    *record     // the record of an interrupted uninstall, finished by recover
 	unlock  func()
 }
 
@@ -41,17 +42,23 @@ func openTarget(ctx context.Context, hostRoot string, c *config, mutate bool) (*
 	}
 	dir := path.Dir(resolved)
 	t.base = path.Base(resolved)
-	if mutate {
-		if t.parents, err = root.MkdirAll(dir, 0o755); err != nil {
+	if !mutate {
+		if ok, err := root.Exists(dir); err != nil || !ok {
+			return t, err
+		}
+		if t.parent, err = root.OpenDir(dir); err != nil {
 			return nil, err
 		}
-	} else if ok, err := root.Exists(dir); err != nil || !ok {
-		return t, err
 	}
-	if t.parent, err = root.OpenDir(dir); err != nil {
-		return nil, err
-	}
-	if mutate {
+	for attempt := 0; mutate; attempt++ {
+		created, err := root.MkdirAll(dir, 0o755)
+		if err != nil {
+			return nil, err
+		}
+		t.parents = append(t.parents, created...)
+		if t.parent, err = root.OpenDir(dir); err != nil {
+			return nil, err
+		}
 		// Concurrent installers serialise on the directory that holds the
 		// tree: it outlives every tree swapped in and out of it, and a
 		// directory lock leaves no lock file behind after uninstall.
@@ -60,7 +67,23 @@ func openTarget(ctx context.Context, hostRoot string, c *config, mutate bool) (*
 			t.parent.Close()
 			return nil, err
 		}
-		t.unlock = unlock
+		// An uninstall that held the lock may have removed the directory
+		// meanwhile: then lock the one that is there now.
+		if same, err := t.sameDir(dir); err != nil || same || attempt == 3 {
+			t.unlock = unlock
+			if err == nil && !same {
+				err = fmt.Errorf("%s keeps being replaced", dir)
+			}
+			if err != nil {
+				t.close()
+				return nil, err
+			}
+			break
+		}
+		unlock()
+		t.parent.Close()
+	}
+	if mutate {
 		if err := t.recover(); err != nil {
 			t.close()
 			return nil, err
@@ -71,6 +94,27 @@ func openTarget(ctx context.Context, hostRoot string, c *config, mutate bool) (*
 		return nil, err
 	}
 	return t, nil
+}
+
+// sameDir tells whether the host path dir still is the directory t.parent.
+func (t *target) sameDir(dir string) (bool, error) {
+	now, err := t.root.OpenDir(dir)
+	if errors.Is(err, fs.ErrNotExist) {
+		return false, nil
+	}
+	if err != nil {
+		return false, err
+	}
+	defer now.Close()
+	a, err := now.Lstat(".")
+	if err != nil {
+		return false, err
+	}
+	b, err := t.parent.Lstat(".")
+	if err != nil {
+		return false, err
+	}
+	return a.Dev == b.Dev && a.Ino == b.Ino, nil
 }
 
 func (t *target) close() {
@@ -85,6 +129,10 @@ func (t *target) close() {
 
 func (t *target) stagingName() string { return "." + t.base + ".kd-new" }
 func (t *target) oldName() string     { return "." + t.base + ".kd-old" }
+
+// tombName is where Uninstall moves the record once the tree is emptied,
+// so that an interrupted uninstall still knows which directories to remove.
+func (t *target) tombName() string { return "." + t.base + ".kd-uninstalled" }
 
 func (t *target) openLive() error {
 	if t.live != nil {
@@ -132,6 +180,19 @@ func (t *target) recover() error {
 		}
 	case !errors.Is(err, fs.ErrNotExist):
 		return err
+	}
+	tomb, err := loadRecordAt(t.parent, t.tombName())
+	if err != nil {
+		return err
+	}
+	if tomb != nil {
+		t.c.log.Warn("finishing an interrupted uninstallation", "dest", t.dest)
+		// The parents stay for now: this run works in them. Uninstall
+		// removes them; Install keeps them recorded as created.
+		if _, err := t.finishUninstall(tomb, &Report{}, false); err != nil {
+			return err
+		}
+		t.tomb = tomb
 	}
 	if _, err := t.parent.Lstat(t.stagingName()); err == nil {
 		t.c.log.Warn("removing what an interrupted installation left beside the tree", "dest", t.dest)

@@ -49,6 +49,13 @@ func PlanUninstall(ctx context.Context, hostRoot string, opts ...Option) (*Repor
 func (t *target) uninstall(ctx context.Context, dry bool) (*Report, error) {
 	rep := &Report{Dest: t.dest}
 	if t.live == nil {
+		if t.tomb != nil && !dry {
+			// An interrupted uninstall: recover removed the tree; the
+			// parents it created are left.
+			err := t.removeRecordedParents(t.tomb, rep)
+			rep.sort()
+			return rep, err
+		}
 		return rep, nil
 	}
 	if t.rec == nil {
@@ -74,6 +81,12 @@ func (t *target) uninstall(ctx context.Context, dry bool) (*Report, error) {
 		if errors.Is(err, fs.ErrNotExist) || errors.Is(err, unix.ENOTDIR) {
 			continue
 		}
+		if errors.Is(err, unix.ELOOP) || errors.Is(err, unix.EXDEV) {
+			// A directory on the way was replaced by a symlink: what is
+			// behind it is not ours to remove.
+			t.c.log.Warn("not following a symlink that replaced an installed directory", "path", t.host(e.Path))
+			continue
+		}
 		if err != nil {
 			return nil, err
 		}
@@ -94,12 +107,16 @@ func (t *target) uninstall(ctx context.Context, dry bool) (*Report, error) {
 			}
 			removedDirs[e.Path] = true
 			rep.Removed = append(rep.Removed, t.hostDir(e.Path))
+			if !dry {
+				t.c.step("unlinked")
+			}
 			continue
 		}
 		if !dry {
 			if err := t.live.Remove(e.Path); err != nil {
 				return nil, err
 			}
+			t.c.step("unlinked")
 		}
 		rep.Removed = append(rep.Removed, t.host(e.Path))
 	}
@@ -115,11 +132,29 @@ func (t *target) uninstall(ctx context.Context, dry bool) (*Report, error) {
 		return nil, err
 	}
 	rep.Kept = kept
-	// The record goes last: until then, a rerun knows what to remove.
-	if err := t.live.Remove(recordName); err != nil {
+	// The record leaves the tree last, for a rerun to know what to
+	// remove; it is kept beside it until the directories are gone.
+	if err := t.live.Rename(recordName, t.parent, t.tombName()); err != nil {
 		return nil, err
 	}
-	if !pre["."] {
+	if err := t.parent.Sync(); err != nil {
+		return nil, err
+	}
+	t.c.step("unrecorded")
+	if _, err := t.finishUninstall(t.rec, rep, true); err != nil {
+		return nil, err
+	}
+	rep.sort()
+	t.c.log.Info("uninstalled kata", "dest", t.dest, "removed", len(rep.Removed), "kept", len(rep.Kept))
+	return rep, nil
+}
+
+// finishUninstall removes the emptied tree, the record moved beside it,
+// and the parent directories kata-deploy created, when empty. Only the last
+// step has a window: stopped right after the record is gone, empty parent
+// directories it created stay.
+func (t *target) finishUninstall(rec *record, rep *Report, parents bool) (*Report, error) {
+	if !slices.Contains(rec.Preexisting, ".") {
 		err := t.parent.Remove(t.base)
 		switch {
 		case err == nil:
@@ -128,9 +163,24 @@ func (t *target) uninstall(ctx context.Context, dry bool) (*Report, error) {
 			return nil, err
 		}
 	}
-	parents := slices.Clone(t.rec.Parents)
-	slices.Reverse(parents)
-	for _, p := range parents {
+	t.c.step("rmdir")
+	if err := t.parent.Remove(t.tombName()); err != nil {
+		return nil, err
+	}
+	if err := t.parent.Sync(); err != nil {
+		return nil, err
+	}
+	if !parents {
+		return rep, nil
+	}
+	return rep, t.removeRecordedParents(rec, rep)
+}
+
+// removeRecordedParents removes the parent directories kata-deploy
+// created, innermost first, while they are empty.
+func (t *target) removeRecordedParents(rec *record, rep *Report) error {
+	for i := len(rec.Parents) - 1; i >= 0; i-- {
+		p := rec.Parents[i]
 		err := t.root.Remove(p)
 		if err == nil {
 			rep.Removed = append(rep.Removed, p+"/")
@@ -139,11 +189,9 @@ func (t *target) uninstall(ctx context.Context, dry bool) (*Report, error) {
 		if errors.Is(err, unix.ENOTEMPTY) || errors.Is(err, unix.EEXIST) {
 			break
 		}
-		return nil, err
+		return err
 	}
-	rep.sort()
-	t.c.log.Info("uninstalled kata", "dest", t.dest, "removed", len(rep.Removed), "kept", len(rep.Kept))
-	return rep, nil
+	return nil
 }
 
 // emptyAfter tells, in a plan, whether dir holds only recorded entries.

@@ -59,6 +59,7 @@ const (
 
 // Entry is an accepted archive entry.
 type Entry struct {
+	Raw    string      // the name as stored in the archive, for messages
 	Name   string      // clean, relative, slash-separated; "." never appears
 	Type   Type        //
 	Mode   fs.FileMode // permission bits only (sticky allowed, never setuid/setgid)
@@ -188,7 +189,7 @@ func (r *Reader) check(h *tar.Header) (e *Entry, skip bool, err error) {
 	if h.Mode&(04000|02000) != 0 {
 		return nil, false, ErrSetuid
 	}
-	e = &Entry{Name: name, Mode: mode.Perm()}
+	e = &Entry{Raw: h.Name, Name: name, Mode: mode.Perm()}
 	if h.Mode&01000 != 0 {
 		e.Mode |= fs.ModeSticky
 	}
