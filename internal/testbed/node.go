@@ -57,10 +57,11 @@ const (
 
 // nodeOptions collects NodeOption settings.
 type nodeOptions struct {
-	name    string
-	files   []nodeFile
-	binds   []string
-	timeout time.Duration
+	name      string
+	files     []nodeFile
+	binds     []string
+	timeout   time.Duration
+	noCRIWait bool
 }
 
 type nodeFile struct {
@@ -101,6 +102,11 @@ func WithoutFile(path string) NodeOption {
 func WithBind(hostPath, nodePath string) NodeOption {
 	return func(o *nodeOptions) { o.binds = append(o.binds, hostPath+":"+nodePath) }
 }
+
+// WithoutCRIWait makes StartNode return once the runtime unit is active, without waiting
+// for the CRI socket to answer: for configurations that break the CRI plugin (containerd
+// then runs on without it). RuntimeVersion is empty on such a node.
+func WithoutCRIWait() NodeOption { return func(o *nodeOptions) { o.noCRIWait = true } }
 
 // WithBootTimeout bounds the boot (default 60s).
 func WithBootTimeout(d time.Duration) NodeOption { return func(o *nodeOptions) { o.timeout = d } }
@@ -208,7 +214,7 @@ func (n *Node) boot(layer string, o nodeOptions) error {
 	if n.pid, err = n.findInit(ctx); err != nil {
 		return err
 	}
-	return n.waitReady(ctx)
+	return n.waitReady(ctx, !o.noCRIWait)
 }
 
 // placeFile writes one NodeOption file into the overlay's upper layer.
@@ -296,10 +302,10 @@ func ppid(pid int) int {
 
 // waitReady waits for systemd to finish booting, the runtime unit to be active and its
 // CRI socket to answer; it records the runtime version the kubelet would report.
-func (n *Node) waitReady(ctx context.Context) error {
+func (n *Node) waitReady(ctx context.Context, cri bool) error {
 	last := errors.New("not polled")
 	for {
-		if v, err := n.readiness(ctx); err == nil {
+		if v, err := n.readiness(ctx, cri); err == nil {
 			n.runtimeVersion = v
 			return nil
 		} else {
@@ -315,7 +321,7 @@ func (n *Node) waitReady(ctx context.Context) error {
 	}
 }
 
-func (n *Node) readiness(ctx context.Context) (string, error) {
+func (n *Node) readiness(ctx context.Context, cri bool) (string, error) {
 	pctx, cancel := context.WithTimeout(ctx, 5*time.Second)
 	defer cancel()
 	conn, err := n.Systemd(pctx)
@@ -337,6 +343,9 @@ func (n *Node) readiness(ctx context.Context) (string, error) {
 	}
 	if s := p.Value.Value(); s != "active" {
 		return "", fmt.Errorf("%s is %v", n.RuntimeUnit(), s)
+	}
+	if !cri {
+		return "", nil
 	}
 	return n.criVersion(pctx)
 }

@@ -21,9 +21,14 @@ import (
 func TestMain(m *testing.M) {
 	code := m.Run()
 	// Every node must be gone once the tests are: no overlay, no directory, no nspawn.
-	if entries, err := os.ReadDir(nodesDir()); err == nil && len(entries) > 0 {
-		fmt.Fprintf(os.Stderr, "testbed: leftover node directories in %s: %d\n", nodesDir(), len(entries))
-		code = 1
+	// Other test binaries may run nodes at the same time: count only ours.
+	entries, _ := os.ReadDir(nodesDir())
+	for _, e := range entries {
+		owner, _ := os.ReadFile(filepath.Join(nodesDir(), e.Name(), "owner"))
+		if strings.TrimSpace(string(owner)) == fmt.Sprint(os.Getpid()) {
+			fmt.Fprintf(os.Stderr, "testbed: leftover node directory %s\n", e.Name())
+			code = 1
+		}
 	}
 	if pids := nspawnChildren(); len(pids) > 0 {
 		fmt.Fprintf(os.Stderr, "testbed: leftover systemd-nspawn processes: %v\n", pids)
