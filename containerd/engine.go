@@ -203,6 +203,9 @@ func (e *Engine) planContainerd(f *files, spec runtime.Spec, j *journal.Journal)
 		if err != nil {
 			return err
 		}
+		if target == main.path {
+			return e.planInPlaceDoc(f, main, spec)
+		}
 		return e.planInPlace(f, target, spec)
 	}
 	if dir, err := e.importedDir(main); err != nil || dir != "" {
@@ -344,8 +347,14 @@ func (e *Engine) planInPlace(f *files, p string, spec runtime.Spec) error {
 	if doc == nil {
 		return fmt.Errorf("%s: not found", p)
 	}
+	return e.planInPlaceDoc(f, doc, spec)
+}
+
+func (e *Engine) planInPlaceDoc(f *files, doc *document, spec runtime.Spec) error {
+	p := doc.path
 	base := doc
 	if doc.block != nil {
+		var err error
 		if base, err = parseDocument(p, removeBlock(doc), e.name); err != nil {
 			return err
 		}

@@ -1,0 +1,87 @@
+package containerd
+
+import (
+	"bytes"
+	"context"
+	"os"
+	"path/filepath"
+	"testing"
+
+	"github.com/kata-deploy/kata-deploy/runtime"
+)
+
+// FuzzInstallRevert checks, for any config the engine accepts, that the
+// installed file parses and that install then uninstall gives back the
+// exact bytes, on both edit strategies.
+func FuzzInstallRevert(f *testing.F) {
+	for _, dir := range []string{"testdata/configs", "testdata/bad"} {
+		entries, err := os.ReadDir(dir)
+		if err != nil {
+			f.Fatal(err)
+		}
+		for _, en := range entries {
+			data, err := os.ReadFile(filepath.Join(dir, en.Name()))
+			if err != nil {
+				f.Fatal(err)
+			}
+			f.Add(data, true)
+			f.Add(data, false)
+		}
+	}
+	hs, err := runtime.Handlers([]string{"qemu", "fc"}, runtime.WithSnapshotter("fc", "devmapper"))
+	if err != nil {
+		f.Fatal(err)
+	}
+	spec := runtime.Spec{Handlers: hs, Mode: runtime.ModeRuntimeClass}
+	f.Fuzz(func(t *testing.T, config []byte, merges bool) {
+		host := t.TempDir()
+		p := filepath.Join(host, "etc/containerd/config.toml")
+		if err := os.MkdirAll(filepath.Dir(p), 0o755); err != nil {
+			t.Fatal(err)
+		}
+		if err := os.WriteFile(p, config, 0o644); err != nil {
+			t.Fatal(err)
+		}
+		v := runtime.Version{Major: 1, Minor: 6, Patch: 20}
+		if merges {
+			v = runtime.Version{Major: 2, Minor: 2, Patch: 9}
+		}
+		e, err := New(host, runtime.VariantContainerd, v)
+		if err != nil {
+			t.Fatal(err)
+		}
+		plan, err := e.PlanInstall(spec)
+		if err != nil {
+			return // refused: nothing may have been written
+		}
+		ctx := context.Background()
+		if err := e.Apply(ctx, plan); err != nil {
+			t.Fatalf("apply: %v", err)
+		}
+		for _, c := range plan.Changes {
+			if c.Op == runtime.Create || c.Op == runtime.Modify {
+				if _, err := parseDocument(c.Path, c.After, e.name); err != nil {
+					t.Fatalf("installed %s does not parse: %v\n%s", c.Path, err, c.After)
+				}
+			}
+		}
+		again, err := e.PlanInstall(spec)
+		if err != nil || !again.Empty() {
+			t.Fatalf("second install not a no-op (err %v):\n%s", err, again.Diff())
+		}
+		undo, err := e.PlanUninstall()
+		if err != nil {
+			t.Fatalf("plan uninstall: %v", err)
+		}
+		if err := e.Apply(ctx, undo); err != nil {
+			t.Fatalf("uninstall: %v", err)
+		}
+		got, err := os.ReadFile(p)
+		if err != nil {
+			t.Fatal(err)
+		}
+		if !bytes.Equal(got, config) {
+			t.Fatalf("install+uninstall changed the config:\nbefore %q\nafter  %q", config, got)
+		}
+	})
+}
