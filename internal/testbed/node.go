@@ -152,9 +152,12 @@ func StartNode(t testing.TB, f Flavour, opts ...NodeOption) *Node {
 	}
 	n := &Node{name: o.name, flavour: f, env: e, dir: dir, root: filepath.Join(dir, "root"), logDir: logDir}
 	t.Cleanup(func() {
+		start := time.Now()
 		if err := n.stop(); err != nil {
 			t.Errorf("testbed: stop node %s: %v", n.name, err)
+			return
 		}
+		t.Logf("testbed: node %s stopped and removed in %s", n.name, time.Since(start).Round(10*time.Millisecond))
 	})
 	start := time.Now()
 	if err := n.boot(layer, o); err != nil {
