@@ -423,7 +423,7 @@ func (t *target) copyOne(st *hostfs.Dir, p *dirPayload, n *node, buf []byte) err
 		return err
 	}
 	defer f.Close()
-	if err := copyFile(st, n, f, buf, t.c.perFileSync); err != nil {
+	if err := copyFileRange(st, n, f, buf, t.c.perFileSync); err != nil {
 		return err
 	}
 	t.c.step("copied")

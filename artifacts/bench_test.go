@@ -1,0 +1,224 @@
+package artifacts
+
+import (
+	"bufio"
+	"context"
+	"encoding/json"
+	"fmt"
+	"math/rand/v2"
+	"os"
+	osexec "os/exec"
+	"path/filepath"
+	"strconv"
+	"strings"
+	"testing"
+	"time"
+
+	"gotest.tools/v3/assert"
+)
+
+// genPayload writes a kata-static payload of about total bytes below dir:
+// a few large files (image, initrd, kernels, hypervisors) and many small
+// ones, filled with data that compresses about 2:1 like binaries do, from
+// a fixed seed.
+func genPayload(dir string, total int64) error {
+	rnd := rand.New(rand.NewPCG(1, 2))
+	tree := filepath.Join(dir, "opt/kata")
+	type f struct {
+		name string
+		frac float64
+		mode os.FileMode
+	}
+	big := []f{
+		{"share/kata-containers/kata-containers.img", 0.30, 0o644},
+		{"share/kata-containers/kata-containers-initrd.img", 0.15, 0o644},
+		{"share/kata-containers/vmlinux-6.12.img", 0.05, 0o644},
+		{"share/kata-containers/vmlinuz-6.12.img", 0.05, 0o644},
+		{"bin/qemu-system-x86_64", 0.08, 0o755},
+		{"bin/cloud-hypervisor", 0.04, 0o755},
+		{"bin/firecracker", 0.03, 0o755},
+		{"bin/containerd-shim-kata-v2", 0.05, 0o755},
+		{"runtime-rs/bin/containerd-shim-kata-v2", 0.05, 0o755},
+	}
+	var files []f
+	files = append(files, big...)
+	// The rest as 200 small files (firmware, qemu data, libexec helpers).
+	for i := range 200 {
+		files = append(files, f{fmt.Sprintf("share/kata-qemu/qemu/data-%03d.bin", i), 0.20 / 200, 0o644})
+	}
+	buf := make([]byte, 1<<20)
+	for _, x := range files {
+		p := filepath.Join(tree, x.name)
+		if err := os.MkdirAll(filepath.Dir(p), 0o755); err != nil {
+			return err
+		}
+		out, err := os.OpenFile(p, os.O_CREATE|os.O_WRONLY|os.O_TRUNC, x.mode)
+		if err != nil {
+			return err
+		}
+		w := bufio.NewWriterSize(out, 1<<20)
+		left := int64(float64(total) * x.frac)
+		for left > 0 {
+			n := min(int64(len(buf)), left)
+			// Half random, half runs of a few byte values.
+			for i := int64(0); i < n; i += 4096 {
+				end := min(i+4096, n)
+				if rnd.IntN(2) == 0 {
+					for j := i; j < end; j += 8 {
+						v := rnd.Uint64()
+						for k := j; k < min(j+8, end); k++ {
+							buf[k] = byte(v)
+							v >>= 8
+						}
+					}
+				} else {
+					b := byte(rnd.IntN(4))
+					for j := i; j < end; j++ {
+						buf[j] = b
+					}
+				}
+			}
+			if _, err := w.Write(buf[:n]); err != nil {
+				return err
+			}
+			left -= n
+		}
+		if err := w.Flush(); err != nil {
+			return err
+		}
+		if err := out.Close(); err != nil {
+			return err
+		}
+	}
+	cfg := filepath.Join(tree, defaultsDir)
+	if err := os.MkdirAll(cfg, 0o755); err != nil {
+		return err
+	}
+	for _, shim := range []string{"qemu", "clh", "fc"} {
+		hv := map[string]string{"qemu": "qemu", "clh": "clh", "fc": "firecracker"}[shim]
+		data := fmt.Sprintf("[hypervisor.%s]\npath = \"/opt/kata/bin/x\"\nkernel_params = \"\"\n\n[agent.kata]\n\n[runtime]\n", hv)
+		if err := os.WriteFile(filepath.Join(cfg, "configuration-"+shim+".toml"), []byte(data), 0o644); err != nil {
+			return err
+		}
+	}
+	return nil
+}
+
+// benchJob is one run driven by hack/bench-artifacts.sh.
+type benchJob struct {
+	Op          string // generate, install, uninstall
+	Host        string
+	Payload     string
+	Size        int64
+	PerFileSync bool
+}
+
+// TestBenchHelper runs one benchJob from KATA_DEPLOY_BENCH_JOB and prints
+// the elapsed time and what the process wrote (from /proc/self/io).
+func TestBenchHelper(t *testing.T) {
+	spec := os.Getenv("KATA_DEPLOY_BENCH_JOB")
+	if spec == "" {
+		t.Skip("driven by hack/bench-artifacts.sh")
+	}
+	var j benchJob
+	assert.NilError(t, json.Unmarshal([]byte(spec), &j))
+	var opts []Option
+	if j.PerFileSync {
+		opts = append(opts, withPerFileSync())
+	}
+	io0 := procIO(t)
+	start := time.Now()
+	if os.Getenv("KATA_DEPLOY_BENCH_STEPS") != "" {
+		last := ""
+		opts = append(opts, withStepHook(func(s string) {
+			if s != last || s != "copied" {
+				fmt.Printf("step %-10s %6.1f ms\n", s, float64(time.Since(start).Microseconds())/1000)
+			}
+			last = s
+		}))
+	}
+	var err error
+	var rep *Report
+	switch j.Op {
+	case "generate":
+		err = genPayload(j.Payload, j.Size)
+	case "install":
+		rep, err = Install(context.Background(), j.Host, j.Payload, opts...)
+	case "uninstall":
+		rep, err = Uninstall(context.Background(), j.Host, opts...)
+	}
+	elapsed := time.Since(start)
+	assert.NilError(t, err)
+	io1 := procIO(t)
+	changes := 0
+	if rep != nil {
+		changes = len(rep.Added) + len(rep.Changed) + len(rep.Removed)
+	}
+	fmt.Printf("BENCH op=%s elapsed_ms=%.1f write_bytes=%d syscw=%d changes=%d\n", j.Op,
+		float64(elapsed.Microseconds())/1000, io1["write_bytes"]-io0["write_bytes"], io1["syscw"]-io0["syscw"], changes)
+}
+
+func procIO(t *testing.T) map[string]int64 {
+	data, err := os.ReadFile("/proc/self/io")
+	assert.NilError(t, err)
+	out := map[string]int64{}
+	for _, l := range strings.Split(string(data), "\n") {
+		k, v, ok := strings.Cut(l, ": ")
+		if ok {
+			out[k], _ = strconv.ParseInt(v, 10, 64)
+		}
+	}
+	return out
+}
+
+func benchPayload(b *testing.B, size int64) string {
+	b.Helper()
+	dir := b.TempDir()
+	assert.NilError(b, genPayload(dir, size))
+	return dir
+}
+
+func BenchmarkInstallDirectory(b *testing.B) {
+	payload := benchPayload(b, 64<<20)
+	b.SetBytes(64 << 20)
+	for b.Loop() {
+		b.StopTimer()
+		host := b.TempDir()
+		b.StartTimer()
+		_, err := Install(context.Background(), host, payload)
+		assert.NilError(b, err)
+	}
+}
+
+func BenchmarkInstallTarZst(b *testing.B) {
+	payload := benchPayload(b, 64<<20)
+	tb := filepath.Join(b.TempDir(), "p.tar.zst")
+	out, err := run(b, "tar", "--zstd", "-cf", tb, "-C", payload, ".")
+	assert.NilError(b, err, out)
+	b.SetBytes(64 << 20)
+	for b.Loop() {
+		b.StopTimer()
+		host := b.TempDir()
+		b.StartTimer()
+		_, err := Install(context.Background(), host, tb)
+		assert.NilError(b, err)
+	}
+}
+
+func BenchmarkReinstallUnchanged(b *testing.B) {
+	payload := benchPayload(b, 64<<20)
+	host := b.TempDir()
+	_, err := Install(context.Background(), host, payload)
+	assert.NilError(b, err)
+	for b.Loop() {
+		rep, err := Install(context.Background(), host, payload)
+		assert.NilError(b, err)
+		assert.Assert(b, !rep.HasChanges())
+	}
+}
+
+func run(tb testing.TB, name string, args ...string) (string, error) {
+	tb.Helper()
+	out, err := osexec.Command(name, args...).CombinedOutput()
+	return string(out), err
+}
