@@ -132,6 +132,7 @@ func TestImage(t *testing.T) {
 		"org.opencontainers.image.ref.name": "latest",
 	})
 	assert.DeepEqual(t, desc.Platform, &v1.Platform{OS: "linux", Architecture: "amd64"})
+	assert.Equal(t, desc.ArtifactType, "", "a plain image, not an artifact")
 
 	cf, err := img.ConfigFile()
 	assert.NilError(t, err)

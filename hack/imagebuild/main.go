@@ -32,6 +32,7 @@ import (
 	"github.com/google/go-containerregistry/pkg/v1/empty"
 	"github.com/google/go-containerregistry/pkg/v1/layout"
 	"github.com/google/go-containerregistry/pkg/v1/mutate"
+	"github.com/google/go-containerregistry/pkg/v1/partial"
 	"github.com/google/go-containerregistry/pkg/v1/tarball"
 	"github.com/google/go-containerregistry/pkg/v1/types"
 )
@@ -254,13 +255,23 @@ func writeLayoutTar(ctx context.Context, img v1.Image, ref, out, tmp string) err
 	if i := strings.LastIndex(ref, ":"); i > strings.LastIndex(ref, "/") {
 		tag = ref[i+1:]
 	}
-	err = p.AppendImage(img,
-		layout.WithPlatform(v1.Platform{OS: "linux", Architecture: "amd64"}),
-		layout.WithAnnotations(map[string]string{
-			"io.containerd.image.name":          ref,
-			"org.opencontainers.image.ref.name": tag,
-		}))
+	// The descriptor is written by hand: partial.Descriptor fills in
+	// artifactType (the OCI 1.1 referrers convention), which a plain image
+	// in an index does not carry elsewhere (BuildKit, ctr export).
+	desc, err := partial.Descriptor(img)
 	if err != nil {
+		return fmt.Errorf("image layout: %w", err)
+	}
+	desc.ArtifactType = ""
+	desc.Platform = &v1.Platform{OS: "linux", Architecture: "amd64"}
+	desc.Annotations = map[string]string{
+		"io.containerd.image.name":          ref,
+		"org.opencontainers.image.ref.name": tag,
+	}
+	if err := p.WriteImage(img); err != nil {
+		return fmt.Errorf("image layout: %w", err)
+	}
+	if err := p.AppendDescriptor(*desc); err != nil {
 		return fmt.Errorf("image layout: %w", err)
 	}
 	tmpOut := filepath.Join(tmp, "image.tar")
