@@ -12,6 +12,7 @@ import (
 	"path"
 	"slices"
 	"strings"
+	"time"
 
 	"github.com/kata-deploy/kata-deploy/internal/hostfs"
 	"github.com/kata-deploy/kata-deploy/internal/journal"
@@ -582,4 +583,11 @@ func hasMeta(s string) bool { return strings.ContainsAny(s, "*?[") }
 
 func dropInHeader(name string) string {
 	return "# Written by " + name + ": Kata Containers runtime handlers. Removed by uninstall; do not edit.\n"
+}
+
+// ConfigWritten returns when the engine last changed containerd's
+// configuration on this host (zero if it has nothing installed), for a
+// caller that restarts containerd only if it has not been restarted since.
+func (e *Engine) ConfigWritten() (time.Time, error) {
+	return journal.LastWrite(e.root, e.journalName())
 }

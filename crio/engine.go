@@ -10,6 +10,7 @@ import (
 	"log/slog"
 	"path"
 	"strings"
+	"time"
 
 	"github.com/pelletier/go-toml/v2"
 
@@ -217,4 +218,11 @@ func render(name string, handlers []runtime.Handler) []byte {
 		fmt.Fprintf(&b, "privileged_without_host_devices = %t\n", h.PrivilegedWithoutHostDevices)
 	}
 	return []byte(b.String())
+}
+
+// ConfigWritten returns when the engine last changed CRI-O's configuration
+// on this host (zero if it has nothing installed), for a caller that
+// restarts CRI-O only if it has not been restarted since.
+func (e *Engine) ConfigWritten() (time.Time, error) {
+	return journal.LastWrite(e.root, e.journalName())
 }

@@ -6,8 +6,10 @@ import (
 	"strings"
 )
 
-// DefaultPrefix is where Kata's files are installed on the host.
-const DefaultPrefix = "/opt/kata"
+// DefaultPrefix is the host directory Kata is installed under, as
+// <prefix>/kata or, for a named second install, <prefix>/kata-<suffix>. The
+// artifacts package uses the same convention.
+const DefaultPrefix = "/opt"
 
 // DefaultHandlerName is the handler of the default "kata" RuntimeClass.
 const DefaultHandlerName = "kata"
@@ -97,13 +99,14 @@ type handlerConfig struct {
 	snapshotter map[string]string
 }
 
-// WithPrefix sets where Kata is installed on the host (DefaultPrefix if not set).
+// WithPrefix sets the host directory Kata is installed under
+// (DefaultPrefix if not set).
 func WithPrefix(prefix string) HandlerOption {
 	return func(c *handlerConfig) { c.prefix = path.Clean(prefix) }
 }
 
 // WithSuffix names a second, independent install: files under
-// "<prefix>-<suffix>" and handlers "kata-<shim>-<suffix>".
+// "<prefix>/kata-<suffix>" and handlers "kata-<shim>-<suffix>".
 func WithSuffix(suffix string) HandlerOption {
 	return func(c *handlerConfig) { c.suffix = suffix }
 }
@@ -136,10 +139,7 @@ func Handlers(shims []string, opts ...HandlerOption) ([]Handler, error) {
 	if c.suffix != "" && !validName(c.suffix) {
 		return nil, fmt.Errorf("install suffix %q: want lower-case letters, digits and '-'", c.suffix)
 	}
-	root := c.prefix
-	if c.suffix != "" {
-		root += "-" + c.suffix
-	}
+	root := path.Join(c.prefix, withSuffix("kata", c.suffix))
 	seen := map[string]bool{}
 	var out []Handler
 	var def *Handler

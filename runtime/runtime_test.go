@@ -3,6 +3,7 @@ package runtime
 import (
 	"errors"
 	"fmt"
+	"io/fs"
 	"strings"
 	"testing"
 	"testing/fstest"
@@ -58,11 +59,12 @@ func unit(name string) string { return "etc/systemd/system/" + name }
 
 func TestDetectVariant(t *testing.T) {
 	for _, c := range []struct {
-		name  string
-		files []string
-		kind  Kind
-		want  Variant
-		err   string
+		name   string
+		files  []string
+		masked []string
+		kind   Kind
+		want   Variant
+		err    string
 	}{
 		{name: "plain containerd", files: []string{"lib/systemd/system/containerd.service"}, want: VariantContainerd},
 		{name: "crio", files: []string{"usr/lib/systemd/system/crio.service", "etc/crio/crio.conf"}, want: VariantCRIO},
@@ -78,12 +80,17 @@ func TestDetectVariant(t *testing.T) {
 			err: "more than one container runtime found on the host; set the runtime explicitly: containerd (/lib/systemd/system/containerd.service); crio (/etc/crio/crio.conf)"},
 		{name: "k3s and rke2", files: []string{unit("k3s.service"), unit("rke2-agent.service")}, err: "k3s (/etc/systemd/system/k3s.service); rke2-agent"},
 		{name: "nothing", err: "no container runtime found on the host"},
+		{name: "masked containerd beside crio", masked: []string{"etc/systemd/system/containerd.service"},
+			files: []string{"lib/systemd/system/crio.service"}, want: VariantCRIO},
 		{name: "crio expected, containerd found", kind: CRIO, files: []string{"lib/systemd/system/containerd.service"}, err: "no crio found on the host"},
 	} {
 		t.Run(c.name, func(t *testing.T) {
 			host := fstest.MapFS{}
 			for _, f := range c.files {
 				host[f] = &fstest.MapFile{}
+			}
+			for _, f := range c.masked {
+				host[f] = &fstest.MapFile{Mode: fs.ModeCharDevice | fs.ModeDevice}
 			}
 			got, _, err := DetectVariant(host, c.kind)
 			if c.err != "" {
@@ -128,7 +135,7 @@ func TestHandlersGolden(t *testing.T) {
 	}
 	golden.Assert(t, b.String(), "handlers.all.golden")
 
-	hs, err = Handlers([]string{"clh"}, WithPrefix("/usr/local/kata"), WithSuffix("canary"))
+	hs, err = Handlers([]string{"clh"}, WithPrefix("/usr/local"), WithSuffix("canary"))
 	assert.NilError(t, err)
 	assert.Check(t, is.Equal(hs[0].Name, "kata-canary"))
 	assert.Check(t, is.Equal(hs[1].Name, "kata-clh-canary"))

@@ -77,6 +77,22 @@ func (v Variant) RuntimeUnit() string {
 	return ""
 }
 
+// CRISocket returns the host path of the CRI socket the variant's runtime
+// serves.
+func (v Variant) CRISocket() string {
+	switch v {
+	case VariantCRIO:
+		return "/run/crio/crio.sock"
+	case VariantK3s, VariantK3sAgent, VariantRKE2Server, VariantRKE2Agent:
+		return "/run/k3s/containerd/containerd.sock"
+	case VariantK0s:
+		return "/run/k0s/containerd.sock"
+	case VariantMicroK8s:
+		return "/var/snap/microk8s/common/run/containerd.sock"
+	}
+	return "/run/containerd/containerd.sock"
+}
+
 // KubeletUnit returns the systemd unit that runs the kubelet. Distributions
 // that embed the kubelet return their own unit; k0s returns "".
 func (v Variant) KubeletUnit() string {
@@ -180,13 +196,14 @@ func DetectVariant(hostRoot FS, kind Kind) (Variant, []Evidence, error) {
 			continue
 		}
 		for _, p := range s.paths {
-			_, err := hostRoot.Stat(strings.TrimPrefix(p, "/"))
-			if err == nil {
+			fi, err := hostRoot.Stat(strings.TrimPrefix(p, "/"))
+			if err != nil && !errors.Is(err, fs.ErrNotExist) {
+				return "", nil, fmt.Errorf("detect container runtime: %w", err)
+			}
+			// A masked unit is a symlink to /dev/null: not a runtime.
+			if err == nil && (fi.Mode().IsRegular() || fi.IsDir()) {
 				found = append(found, Evidence{Variant: s.variant, Path: p})
 				break
-			}
-			if !errors.Is(err, fs.ErrNotExist) {
-				return "", nil, fmt.Errorf("detect container runtime: %w", err)
 			}
 		}
 	}

@@ -332,3 +332,24 @@ func unwrapPathError(err error) error {
 }
 
 func clean(p string) string { return path.Clean("/" + filepath.ToSlash(p)) }
+
+// FS returns a read-only io/fs view of the root for lookups such as runtime
+// detection. Names are host paths without the leading slash, and symlinks
+// resolve inside the root as everywhere else in this package.
+func (r *Root) FS() fs.StatFS { return rootFS{r} }
+
+type rootFS struct{ r *Root }
+
+func (f rootFS) Open(name string) (fs.File, error) {
+	if !fs.ValidPath(name) {
+		return nil, &fs.PathError{Op: "open", Path: name, Err: fs.ErrInvalid}
+	}
+	return f.r.open("/"+name, unix.O_RDONLY)
+}
+
+func (f rootFS) Stat(name string) (fs.FileInfo, error) {
+	if !fs.ValidPath(name) {
+		return nil, &fs.PathError{Op: "stat", Path: name, Err: fs.ErrInvalid}
+	}
+	return f.r.Stat("/" + name)
+}

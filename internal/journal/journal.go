@@ -20,6 +20,7 @@ import (
 	"maps"
 	"path"
 	"slices"
+	"time"
 
 	"github.com/kata-deploy/kata-deploy/internal/hostfs"
 	"github.com/kata-deploy/kata-deploy/runtime"
@@ -393,4 +394,18 @@ func PlanDirs(root *hostfs.Root, dir string) ([]runtime.FileChange, error) {
 		out = append([]runtime.FileChange{{Op: runtime.CreateDir, Path: d, Perm: 0o755}}, out...)
 	}
 	return out, nil
+}
+
+// LastWrite returns when an engine last changed the host: the journal is
+// saved after every change it describes. It is zero when the engine has
+// nothing installed.
+func LastWrite(root *hostfs.Root, engine string) (time.Time, error) {
+	fi, err := root.Stat(PathFor(engine))
+	if errors.Is(err, fs.ErrNotExist) {
+		return time.Time{}, nil
+	}
+	if err != nil {
+		return time.Time{}, err
+	}
+	return fi.ModTime(), nil
 }

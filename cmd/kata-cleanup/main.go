@@ -1,0 +1,68 @@
+// Command kata-cleanup finishes an uninstall on the nodes an installer
+// marked kata-containers.io/kata-runtime=cleanup: it restarts the container
+// runtime and the kubelet, removes both kata-deploy labels, then idles
+// until SIGTERM, as the original cleanup DaemonSet did. It exists because
+// those steps cannot run inside the installer's own shutdown.
+package main
+
+import (
+	"context"
+	"io"
+	"os"
+	"os/signal"
+	"syscall"
+	"time"
+
+	"github.com/kata-deploy/kata-deploy/internal/cli"
+	"github.com/kata-deploy/kata-deploy/internal/installer"
+	"github.com/kata-deploy/kata-deploy/nodelabel"
+)
+
+func main() {
+	ctx, stop := signal.NotifyContext(context.Background(), syscall.SIGTERM, os.Interrupt)
+	defer stop()
+	os.Exit(cli.ExitCode(run(ctx, os.Args[1:], os.Stderr, os.Getenv), os.Stderr))
+}
+
+func run(ctx context.Context, args []string, stderr io.Writer, getenv func(string) string) error {
+	fs := cli.NewFlagSet("kata-cleanup", stderr)
+	hostRoot := fs.String("host-root", "/host", "where the node's root file system is mounted")
+	rt := fs.String("runtime", "auto", "container runtime: containerd, crio, k3s, k3s-agent, rke2-server, rke2-agent, k0s, microk8s or auto")
+	node := fs.String("node-name", "", "this node's name (required)")
+	domain := fs.String("label-domain", nodelabel.DefaultDomain, "domain of the node labels")
+	restart := fs.Bool("restart", true, "restart the runtime and the kubelet through systemd")
+	socket := fs.String("systemd-socket", "", "systemd's private socket, a host path (default /run/systemd/private)")
+	health := fs.String("health-addr", ":8092", "address for /healthz and /readyz (empty: none)")
+	kubeconfig := fs.String("kubeconfig", "", "kubeconfig file (default: in-cluster)")
+	once := fs.Bool("once", false, "exit after cleaning up instead of idling until SIGTERM")
+	if err := cli.Parse(fs, args, getenv); err != nil {
+		return err
+	}
+	if *node == "" {
+		return cli.Usage("--node-name is required")
+	}
+	log := cli.Logger(stderr)
+	cs, err := cli.KubeClient(*kubeconfig)
+	if err != nil {
+		return err
+	}
+	n, err := nodelabel.New(cs, *node, nodelabel.WithDomain(*domain), nodelabel.WithLogger(log))
+	if err != nil {
+		return err
+	}
+	cfg := &installer.Config{HostRoot: *hostRoot, Runtime: *rt, Restart: *restart, SystemdSocket: *socket,
+		VerifyTimeout: time.Minute, Kube: cs, Node: n, Log: log}
+	var h cli.Health
+	if err := h.Serve(ctx, *health, log); err != nil {
+		return err
+	}
+	if err := cfg.Cleanup(ctx); err != nil {
+		return err
+	}
+	h.SetReady()
+	log.Info("cleanup done: labels removed, runtime and kubelet restarted")
+	if !*once {
+		<-ctx.Done()
+	}
+	return nil
+}

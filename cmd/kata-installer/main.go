@@ -1,0 +1,147 @@
+// Command kata-installer installs Kata Containers on the node it runs on,
+// keeps it labelled while it runs, and uninstalls it on SIGTERM unless its
+// DaemonSet is only being rolled. Subcommands: install (the default),
+// uninstall, plan, status.
+package main
+
+import (
+	"context"
+	"fmt"
+	"io"
+	"os"
+	"os/signal"
+	"strings"
+	"syscall"
+	"time"
+
+	"github.com/kata-deploy/kata-deploy/internal/cli"
+	"github.com/kata-deploy/kata-deploy/internal/installer"
+	"github.com/kata-deploy/kata-deploy/nodelabel"
+	"github.com/kata-deploy/kata-deploy/runtime"
+)
+
+func main() {
+	ctx, stop := signal.NotifyContext(context.Background(), syscall.SIGTERM, os.Interrupt)
+	defer stop()
+	os.Exit(cli.ExitCode(run(ctx, os.Args[1:], os.Stdout, os.Stderr, os.Getenv), os.Stderr))
+}
+
+func run(ctx context.Context, args []string, stdout, stderr io.Writer, getenv func(string) string) error {
+	sub := "install"
+	if len(args) > 0 && !strings.HasPrefix(args[0], "-") {
+		sub, args = args[0], args[1:]
+	}
+	fs := cli.NewFlagSet("kata-installer "+sub, stderr)
+	hostRoot := fs.String("host-root", "/host", "where the node's root file system is mounted")
+	rt := fs.String("runtime", "auto", "container runtime: containerd, crio, k3s, k3s-agent, rke2-server, rke2-agent, k0s, microk8s or auto")
+	rtVersion := fs.String("runtime-version", "", "the runtime's version, e.g. 1.6.20 (default: from the Node, else from the runtime's CRI socket)")
+	payload := fs.String("payload", "/opt/kata-artifacts", "Kata payload: a kata-static tree or tarball (.tar, .tar.gz, .tar.xz, .tar.zst)")
+	mode := fs.String("mode", string(runtime.ModeRuntimeClass), "how pods opt in: runtimeclass, or untrusted (the io.kubernetes.cri.untrusted-workload annotation; containerd 1.x)")
+	shims := fs.StringSlice("shims", []string{"qemu", "clh", "fc", "dragonball"}, "Kata shims to register, as handlers kata-<shim>")
+	defaultShim := fs.String("default-shim", "", "shim behind the default \"kata\" handler (default: the first of --shims)")
+	prefix := fs.String("prefix", runtime.DefaultPrefix, "host directory Kata is installed under, as <prefix>/kata")
+	suffix := fs.String("suffix", "", "name of an independent second install: <prefix>/kata-<suffix>, handlers kata-<shim>-<suffix>")
+	restart := fs.Bool("restart", true, "restart the runtime through systemd when its config changed (false: no systemd calls)")
+	label := fs.Bool("label", true, "label the node and record events through the API server (false: no API server needed)")
+	once := fs.Bool("once", false, "exit after installing instead of waiting for SIGTERM")
+	node := fs.String("node-name", "", "this node's name (required with --label)")
+	ds := fs.String("daemonset", "", "namespace/name of this installer's DaemonSet: on SIGTERM, uninstall only if it no longer targets the node")
+	health := fs.String("health-addr", ":8091", "address for /healthz and /readyz (empty: none)")
+	domain := fs.String("label-domain", nodelabel.DefaultDomain, "domain of the node labels")
+	kubeconfig := fs.String("kubeconfig", "", "kubeconfig file (default: in-cluster)")
+	socket := fs.String("systemd-socket", "", "systemd's private socket, a host path (default /run/systemd/private)")
+	verify := fs.Duration("verify-timeout", 2*time.Minute, "how long the runtime and the Node may take to show the handlers")
+	debug := fs.Bool("debug", false, "enable Kata's debug logs (a drop-in in each shim's config.d)")
+	output := fs.StringP("output", "o", "text", "status output: text or json")
+	if err := cli.Parse(fs, args, getenv); err != nil {
+		return err
+	}
+	m, err := runtime.ParseMode(*mode)
+	if err != nil {
+		return cli.Usage("%v", err)
+	}
+	log := cli.Logger(stderr)
+	cfg := &installer.Config{HostRoot: *hostRoot, Runtime: *rt, RuntimeVersion: *rtVersion, Payload: *payload, Mode: m, Shims: *shims,
+		DefaultShim: *defaultShim, Prefix: *prefix, Suffix: *suffix, Restart: *restart, SystemdSocket: *socket,
+		VerifyTimeout: *verify, Log: log}
+	cfg.Settings.Debug = *debug
+	if *label && (sub == "install" || sub == "uninstall") {
+		if *node == "" {
+			return cli.Usage("--node-name is required with --label (or use --label=false)")
+		}
+		if cfg.Kube, err = cli.KubeClient(*kubeconfig); err != nil {
+			return err
+		}
+		if cfg.Node, err = nodelabel.New(cfg.Kube, *node, nodelabel.WithDomain(*domain), nodelabel.WithLogger(log)); err != nil {
+			return err
+		}
+	}
+	switch sub {
+	case "install":
+		return install(ctx, cfg, *health, *once, *ds)
+	case "uninstall":
+		return uninstall(ctx, cfg)
+	case "plan":
+		return cfg.Plan(ctx, stdout)
+	case "status":
+		s, err := cfg.Status(ctx)
+		if err != nil {
+			return err
+		}
+		if *output == "json" {
+			return s.WriteJSON(stdout)
+		}
+		s.WriteText(stdout)
+		return nil
+	}
+	return cli.Usage("unknown subcommand %q (want install, uninstall, plan or status)", sub)
+}
+
+func install(ctx context.Context, cfg *installer.Config, healthAddr string, once bool, ds string) error {
+	var h cli.Health
+	if !once {
+		if err := h.Serve(ctx, healthAddr, cfg.Log); err != nil {
+			return err
+		}
+	}
+	if err := cfg.Install(ctx); err != nil {
+		return err
+	}
+	h.SetReady()
+	cfg.Log.Info("Kata Containers installed")
+	if once {
+		return nil
+	}
+	if cfg.Node != nil {
+		go func() {
+			if err := cfg.Node.KeepKataState(ctx, nodelabel.KataInstalled); err != nil {
+				cfg.Log.Error("keeping the kata-runtime label", "err", err)
+			}
+		}()
+	}
+	<-ctx.Done()
+	// The grace period is all the time uninstall has; ctx itself is done.
+	ctx, cancel := context.WithTimeout(context.WithoutCancel(ctx), 5*time.Minute)
+	defer cancel()
+	if ns, name, ok := strings.Cut(ds, "/"); ok && cfg.Node != nil {
+		t, err := cfg.Node.DaemonSetTargetsNode(ctx, ns, name)
+		if err != nil {
+			return fmt.Errorf("cannot tell whether this is a rolling update, so Kata stays installed: %w", err)
+		}
+		if t.Targets {
+			cfg.Log.Info("stopping without uninstalling: the DaemonSet still targets this node", "why", t.Reason)
+			return nil
+		}
+	}
+	return uninstall(ctx, cfg)
+}
+
+func uninstall(ctx context.Context, cfg *installer.Config) error {
+	if err := cfg.Uninstall(ctx); err != nil {
+		return err
+	}
+	if cfg.Node != nil {
+		return cfg.Node.SetKataState(ctx, nodelabel.KataCleanup)
+	}
+	return nil
+}

@@ -1,0 +1,51 @@
+// Command kata-labeler labels the node it runs on with the container
+// runtime the node reports (kata-containers.io/container-runtime=containerd
+// or crio), so that the installer DaemonSets can select their nodes. It
+// watches only its own node and keeps the label right until SIGTERM.
+package main
+
+import (
+	"context"
+	"io"
+	"os"
+	"os/signal"
+	"syscall"
+
+	"github.com/kata-deploy/kata-deploy/internal/cli"
+	"github.com/kata-deploy/kata-deploy/nodelabel"
+)
+
+func main() {
+	ctx, stop := signal.NotifyContext(context.Background(), syscall.SIGTERM, os.Interrupt)
+	defer stop()
+	os.Exit(cli.ExitCode(run(ctx, os.Args[1:], os.Stderr, os.Getenv), os.Stderr))
+}
+
+func run(ctx context.Context, args []string, stderr io.Writer, getenv func(string) string) error {
+	fs := cli.NewFlagSet("kata-labeler", stderr)
+	node := fs.String("node-name", "", "this node's name (required)")
+	domain := fs.String("label-domain", nodelabel.DefaultDomain, "domain of the node labels")
+	health := fs.String("health-addr", ":8090", "address for /healthz and /readyz (empty: none)")
+	kubeconfig := fs.String("kubeconfig", "", "kubeconfig file (default: in-cluster)")
+	if err := cli.Parse(fs, args, getenv); err != nil {
+		return err
+	}
+	if *node == "" {
+		return cli.Usage("--node-name is required")
+	}
+	log := cli.Logger(stderr)
+	cs, err := cli.KubeClient(*kubeconfig)
+	if err != nil {
+		return err
+	}
+	labeler, err := nodelabel.New(cs, *node, nodelabel.WithDomain(*domain), nodelabel.WithLogger(log))
+	if err != nil {
+		return err
+	}
+	var h cli.Health
+	if err := h.Serve(ctx, *health, log); err != nil {
+		return err
+	}
+	h.SetReady()
+	return labeler.RunRuntimeLabeler(ctx)
+}

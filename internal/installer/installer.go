@@ -1,0 +1,287 @@
+// Package installer is the kata-installer and kata-cleanup commands' logic:
+// it composes the public packages into install, uninstall, plan, status
+// and cleanup on one node, with the failure handling a node needs (a
+// restart or verification that fails puts the runtime config back).
+package installer
+
+import (
+	"context"
+	"fmt"
+	"io"
+	"log/slog"
+	"path"
+	"time"
+
+	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
+	"k8s.io/client-go/kubernetes"
+
+	"github.com/kata-deploy/kata-deploy/artifacts"
+	"github.com/kata-deploy/kata-deploy/containerd"
+	"github.com/kata-deploy/kata-deploy/crio"
+	"github.com/kata-deploy/kata-deploy/internal/cri"
+	"github.com/kata-deploy/kata-deploy/internal/hostfs"
+	"github.com/kata-deploy/kata-deploy/nodelabel"
+	"github.com/kata-deploy/kata-deploy/runtime"
+	"github.com/kata-deploy/kata-deploy/systemd"
+)
+
+// LockPath is the host file concurrent installers on one node serialise on.
+const LockPath = "/run/kata-deploy.lock"
+
+// Config is what one node's install needs.
+type Config struct {
+	HostRoot string
+	Runtime  string // a runtime.Variant name, or "auto"
+	// RuntimeVersion, when set, is the runtime's version ("1.6.20"),
+	// instead of asking the Node or the runtime.
+	RuntimeVersion string
+	Payload        string
+	Mode           runtime.Mode
+	Shims          []string
+	DefaultShim    string
+	Prefix         string // Kata goes to <Prefix>/kata[-<Suffix>]
+	Suffix         string
+	Restart        bool // restart the runtime through systemd
+	SystemdSocket  string
+	VerifyTimeout  time.Duration
+	Settings       artifacts.Settings
+
+	// Kube and Node are nil when the install must not touch the API server.
+	Kube kubernetes.Interface
+	Node *nodelabel.Client
+	Log  *slog.Logger
+}
+
+// engine is what the installer needs of a config engine.
+type engine interface {
+	runtime.ConfigEngine
+	ConfigWritten() (time.Time, error)
+}
+
+var (
+	_ engine = (*containerd.Engine)(nil)
+	_ engine = (*crio.Engine)(nil)
+)
+
+// target is the node's runtime as detected.
+type target struct {
+	variant runtime.Variant
+	version runtime.Version
+	engine  engine
+	spec    runtime.Spec
+}
+
+func (c *Config) log() *slog.Logger {
+	if c.Log == nil {
+		return slog.New(slog.NewTextHandler(io.Discard, nil))
+	}
+	return c.Log
+}
+
+// detect works out the node's runtime: its kind and version from the Node
+// object (or, without an API server, from the runtime's own CRI socket),
+// how it is packaged from the host's files, unless the config names it.
+func (c *Config) detect(ctx context.Context) (*target, error) {
+	root, err := hostfs.New(c.HostRoot)
+	if err != nil {
+		return nil, err
+	}
+	variant, reported, err := c.detectVariant(ctx, root)
+	if err != nil {
+		return nil, err
+	}
+	var rt runtime.Runtime
+	switch {
+	case c.RuntimeVersion != "":
+		v, err := runtime.ParseVersion(c.RuntimeVersion)
+		if err != nil {
+			return nil, err
+		}
+		rt = runtime.Runtime{Kind: variant.Kind(), Version: v}
+	default:
+		if reported == "" {
+			if reported, err = c.askRuntime(ctx, variant); err != nil {
+				return nil, fmt.Errorf("cannot tell the %s version (no Node to read it from, and the runtime does not answer): set the runtime version explicitly: %w", variant.Kind(), err)
+			}
+		}
+		if rt, err = runtime.ParseRuntime(reported); err != nil {
+			return nil, err
+		}
+	}
+	handlers, err := runtime.Handlers(c.Shims, runtime.WithPrefix(c.Prefix), runtime.WithSuffix(c.Suffix), runtime.WithDefaultShim(c.DefaultShim))
+	if err != nil {
+		return nil, err
+	}
+	t := &target{variant: variant, version: rt.Version, spec: runtime.Spec{Handlers: handlers, Mode: c.Mode}}
+	name := "kata-deploy"
+	if c.Suffix != "" {
+		name += "-" + c.Suffix
+	}
+	switch variant.Kind() {
+	case runtime.CRIO:
+		t.engine, err = crio.New(c.HostRoot, rt.Version, crio.WithName(name), crio.WithLogger(c.log()))
+	default:
+		t.engine, err = containerd.New(c.HostRoot, variant, rt.Version, containerd.WithName(name), containerd.WithLogger(c.log()))
+	}
+	if err != nil {
+		return nil, err
+	}
+	c.log().Info("detected container runtime", "variant", variant, "version", rt.Version.String())
+	return t, nil
+}
+
+// detectVariant works out how the runtime is packaged, and returns the
+// runtime the Node reports ("" without an API server).
+func (c *Config) detectVariant(ctx context.Context, root *hostfs.Root) (runtime.Variant, string, error) {
+	var reported string
+	if c.Kube != nil && c.Node != nil {
+		n, err := c.Kube.CoreV1().Nodes().Get(ctx, c.Node.Node(), metav1.GetOptions{})
+		if err != nil {
+			return "", "", fmt.Errorf("read Node %s: %w", c.Node.Node(), err)
+		}
+		reported = n.Status.NodeInfo.ContainerRuntimeVersion
+	}
+	var kind runtime.Kind
+	if reported != "" {
+		rt, err := runtime.ParseRuntime(reported)
+		if err != nil {
+			return "", "", err
+		}
+		kind = rt.Kind
+	}
+	if c.Runtime == "" || c.Runtime == "auto" {
+		v, _, err := runtime.DetectVariant(root.FS(), kind)
+		return v, reported, err
+	}
+	v, err := runtime.ParseVariant(c.Runtime)
+	if err != nil {
+		return "", "", err
+	}
+	if kind != "" && v.Kind() != kind {
+		return "", "", fmt.Errorf("the runtime is set to %s, but the node reports %s", v, reported)
+	}
+	return v, reported, nil
+}
+
+// criClient opens the variant's CRI socket under the host root.
+func (c *Config) criClient(v runtime.Variant) (*cri.Client, error) {
+	root, err := hostfs.New(c.HostRoot)
+	if err != nil {
+		return nil, err
+	}
+	socket, err := root.Resolve(v.CRISocket())
+	if err != nil {
+		return nil, err
+	}
+	return cri.Dial(root.HostPath(socket))
+}
+
+// askRuntime asks the runtime's CRI socket for its version.
+func (c *Config) askRuntime(ctx context.Context, v runtime.Variant) (string, error) {
+	client, err := c.criClient(v)
+	if err != nil {
+		return "", err
+	}
+	defer client.Close()
+	ctx, cancel := context.WithTimeout(ctx, 10*time.Second)
+	defer cancel()
+	return client.Version(ctx)
+}
+
+func (c *Config) artifactOptions() []artifacts.Option {
+	opts := []artifacts.Option{artifacts.WithPrefix(c.Prefix), artifacts.WithLogger(c.log())}
+	if c.Suffix != "" {
+		opts = append(opts, artifacts.WithSuffix(c.Suffix))
+	}
+	s := c.Settings
+	if s.Debug {
+		opts = append(opts, artifacts.WithDebug())
+	}
+	for shim, annotations := range s.Annotations {
+		opts = append(opts, artifacts.WithAllowedHypervisorAnnotations(shim, annotations...))
+	}
+	if s.AgentHTTPSProxy != "" {
+		opts = append(opts, artifacts.WithAgentHTTPSProxy(s.AgentHTTPSProxy))
+	}
+	if s.AgentNoProxy != "" {
+		opts = append(opts, artifacts.WithAgentNoProxy(s.AgentNoProxy))
+	}
+	if len(s.KernelParams) > 0 {
+		opts = append(opts, artifacts.WithKernelParams(s.KernelParams...))
+	}
+	return opts
+}
+
+// lock serialises installers on the node.
+func (c *Config) lock(ctx context.Context) (func(), error) {
+	root, err := hostfs.New(c.HostRoot)
+	if err != nil {
+		return nil, err
+	}
+	if _, err := root.MkdirAll(path.Dir(LockPath), 0o755); err != nil {
+		return nil, err
+	}
+	c.log().Info("waiting for the node's installer lock", "path", LockPath)
+	return root.Lock(ctx, LockPath)
+}
+
+func (c *Config) event(ctx context.Context, reason nodelabel.Reason, format string, args ...any) {
+	if c.Node == nil {
+		return
+	}
+	if err := c.Node.RecordEvent(ctx, reason, fmt.Sprintf(format, args...)); err != nil {
+		c.log().Warn("cannot record event on the Node", "reason", reason, "err", err)
+	}
+}
+
+func (c *Config) systemd(ctx context.Context) (*systemd.Client, error) {
+	var opts []systemd.Option
+	if c.SystemdSocket != "" {
+		opts = append(opts, systemd.WithSocket(c.SystemdSocket))
+	}
+	return systemd.Dial(ctx, c.HostRoot, append(opts, systemd.WithLogger(c.log()))...)
+}
+
+// handlerNames lists the names the runtime must serve after install.
+func (t *target) handlerNames() []string {
+	var names []string
+	for _, h := range t.spec.Handlers {
+		names = append(names, h.Name)
+	}
+	return names
+}
+
+// verify waits until the runtime itself serves every handler and, with an
+// API server, until the Node is Ready and lists them.
+func (c *Config) verify(ctx context.Context, t *target) error {
+	ctx, cancel := context.WithTimeout(ctx, c.VerifyTimeout)
+	defer cancel()
+	client, err := c.criClient(t.variant)
+	if err != nil {
+		return err
+	}
+	defer client.Close()
+	want := t.handlerNames()
+	var missing []string
+	for {
+		missing, err = client.Missing(ctx, want)
+		if err == nil && len(missing) == 0 {
+			break
+		}
+		select {
+		case <-ctx.Done():
+			if err != nil {
+				return fmt.Errorf("the runtime does not answer on %s: %w", t.variant.CRISocket(), err)
+			}
+			return fmt.Errorf("the runtime does not serve handlers %v after the restart (its log says why; CRI-O ignores a handler whose shim is missing)", missing)
+		case <-time.After(500 * time.Millisecond):
+		}
+	}
+	c.log().Info("the runtime serves the Kata handlers", "handlers", want)
+	if c.Node != nil {
+		if err := c.Node.WaitReady(ctx, want...); err != nil {
+			return err
+		}
+	}
+	return nil
+}
