@@ -126,9 +126,6 @@ var scopeOf = map[string]string{
 	"nodes":      "",
 	"events":     nodelabel.EventNamespace,
 	"daemonsets": namespace,
-	"secrets":    namespace,
-	"configmaps": namespace,
-	"pods":       namespace,
 }
 
 type access struct {
