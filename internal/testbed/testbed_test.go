@@ -161,6 +161,10 @@ func testNode(t *testing.T, cp *ControlPlane, f Flavour, restarter string) {
 	if !contains(handlers, wantHandler) {
 		t.Errorf("runtime handlers %v, want %q among them", handlers, wantHandler)
 	}
+	// crictl in the node is configured for the node's runtime (a debugging aid).
+	if out, err := n.Exec(ctx, "crictl", "version"); err != nil || !strings.Contains(string(out), "RuntimeName:") {
+		t.Errorf("crictl version in node: %s, %v", out, err)
+	}
 	if out, err := n.Exec(ctx, "hostname"); err != nil || strings.TrimSpace(string(out)) != n.Name() {
 		t.Errorf("hostname inside node = %q, %v; want %q", out, err, n.Name())
 	}
