@@ -9,7 +9,6 @@ import (
 	appsv1 "k8s.io/api/apps/v1"
 	corev1 "k8s.io/api/core/v1"
 	apierrors "k8s.io/apimachinery/pkg/api/errors"
-	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
 	schedv1 "k8s.io/component-helpers/scheduling/corev1"
 	"k8s.io/component-helpers/scheduling/corev1/nodeaffinity"
 )
@@ -31,7 +30,7 @@ type Targeting struct {
 // rolling update (it targets the node: keep Kata installed) from an
 // uninstall or an unlabelled node (it does not: clean up).
 func (c *Client) DaemonSetTargetsNode(ctx context.Context, namespace, name string) (Targeting, error) {
-	ds, err := c.cs.AppsV1().DaemonSets(namespace).Get(ctx, name, metav1.GetOptions{})
+	ds, err := c.api.GetDaemonSet(ctx, namespace, name)
 	if apierrors.IsNotFound(err) {
 		return Targeting{Reason: fmt.Sprintf("DaemonSet %s/%s does not exist", namespace, name)}, nil
 	}
@@ -41,7 +40,7 @@ func (c *Client) DaemonSetTargetsNode(ctx context.Context, namespace, name strin
 	if ds.DeletionTimestamp != nil {
 		return Targeting{Reason: fmt.Sprintf("DaemonSet %s/%s is being deleted", namespace, name)}, nil
 	}
-	node, err := c.cs.CoreV1().Nodes().Get(ctx, c.node, metav1.GetOptions{})
+	node, err := c.api.GetNode(ctx, c.node)
 	if err != nil {
 		return Targeting{}, fmt.Errorf("node %s: read node: %w", c.node, err)
 	}

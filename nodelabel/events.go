@@ -54,7 +54,7 @@ func (c *Client) RecordEvent(ctx context.Context, reason Reason, message string)
 	if len(message) > maxMessage {
 		message = message[:maxMessage-3] + "..."
 	}
-	node, err := c.cs.CoreV1().Nodes().Get(ctx, c.node, metav1.GetOptions{})
+	node, err := c.api.GetNode(ctx, c.node)
 	if err != nil {
 		return fmt.Errorf("node %s: record event %s: read node: %w", c.node, reason, err)
 	}
@@ -80,8 +80,7 @@ func (c *Client) RecordEvent(ctx context.Context, reason Reason, message string)
 		ReportingController: c.component,
 		ReportingInstance:   c.component + "-" + c.node,
 	}
-	events := c.cs.CoreV1().Events(EventNamespace)
-	_, err = events.Create(ctx, ev, metav1.CreateOptions{})
+	_, err = c.api.CreateEvent(ctx, ev)
 	if apierrors.IsAlreadyExists(err) {
 		// The same reason seen before: make the event the latest
 		// occurrence. Count stays 1 since the old one is not read.
@@ -94,7 +93,7 @@ func (c *Client) RecordEvent(ctx context.Context, reason Reason, message string)
 			"lastTimestamp":  now,
 		})
 		if err == nil {
-			_, err = events.Patch(ctx, ev.Name, types.MergePatchType, body, metav1.PatchOptions{})
+			_, err = c.api.PatchEvent(ctx, EventNamespace, ev.Name, types.MergePatchType, body)
 		}
 	}
 	if err != nil {

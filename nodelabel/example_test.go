@@ -10,14 +10,16 @@ import (
 	"k8s.io/client-go/kubernetes/fake"
 
 	"github.com/kata-deploy/kata-deploy/nodelabel"
+	"github.com/kata-deploy/kata-deploy/nodelabel/clientset"
 )
 
 // An installer's use of the package, on one node: record that it starts,
 // wait for the node to report Kata's handlers after the runtime restart,
 // mark the node, and keep the mark until it is stopped.
 func Example() {
-	// In a pod: kubernetes.NewForConfig(rest.InClusterConfig()), and the
-	// node name from the downward API. The fake keeps the example runnable.
+	// In a pod: nodelabel.NewAPI(rest.InClusterConfig()), and the node
+	// name from the downward API. A fake clientset keeps the example
+	// runnable.
 	cs := fake.NewClientset(&corev1.Node{
 		ObjectMeta: metav1.ObjectMeta{Name: "worker-1"},
 		Status: corev1.NodeStatus{
@@ -25,7 +27,7 @@ func Example() {
 			RuntimeHandlers: []corev1.NodeRuntimeHandler{{Name: "runc"}, {Name: "kata-qemu"}},
 		},
 	})
-	c, err := nodelabel.New(cs, "worker-1")
+	c, err := nodelabel.New(clientset.API(cs), "worker-1")
 	if err != nil {
 		panic(err)
 	}

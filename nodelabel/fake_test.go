@@ -1,58 +1,12 @@
 package nodelabel
 
 import (
-	"context"
-	"errors"
 	"testing"
 
 	"gotest.tools/v3/assert"
 	is "gotest.tools/v3/assert/cmp"
 	corev1 "k8s.io/api/core/v1"
-	apierrors "k8s.io/apimachinery/pkg/api/errors"
-	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
-	k8sruntime "k8s.io/apimachinery/pkg/runtime"
-	"k8s.io/apimachinery/pkg/runtime/schema"
-	"k8s.io/client-go/kubernetes/fake"
-	k8stesting "k8s.io/client-go/testing"
 )
-
-// A real API server applies a merge patch to the latest object and does not
-// answer 409 on demand, so conflict handling is tested with the fake.
-func TestPatchRetriesConflicts(t *testing.T) {
-	for _, tc := range []struct {
-		name      string
-		conflicts int
-		wantErr   bool
-	}{
-		{"two conflicts", 2, false},
-		{"conflicts without end", 100, true},
-	} {
-		t.Run(tc.name, func(t *testing.T) {
-			cs := fake.NewClientset(&corev1.Node{ObjectMeta: metav1.ObjectMeta{Name: "n1", Labels: map[string]string{"other": "x"}}})
-			patches := 0
-			cs.PrependReactor("patch", "nodes", func(a k8stesting.Action) (bool, k8sruntime.Object, error) {
-				patches++
-				if patches <= tc.conflicts {
-					return true, nil, apierrors.NewConflict(schema.GroupResource{Resource: "nodes"}, "n1", errors.New("the object has been modified"))
-				}
-				return false, nil, nil
-			})
-			c, err := New(cs, "n1")
-			assert.NilError(t, err)
-			err = c.SetKataState(context.Background(), KataInstalled)
-			if tc.wantErr {
-				assert.Check(t, apierrors.IsConflict(err), err)
-				assert.Check(t, is.ErrorContains(err, "node n1: set labels kata-containers.io/kata-runtime=true"))
-				return
-			}
-			assert.NilError(t, err)
-			assert.Check(t, is.Equal(patches, 3))
-			n, err := cs.CoreV1().Nodes().Get(context.Background(), "n1", metav1.GetOptions{})
-			assert.NilError(t, err)
-			assert.Check(t, is.DeepEqual(n.Labels, map[string]string{"other": "x", "kata-containers.io/kata-runtime": "true"}))
-		})
-	}
-}
 
 func TestRuntimeLabelValue(t *testing.T) {
 	for in, want := range map[string]string{
@@ -80,7 +34,7 @@ func TestDiff(t *testing.T) {
 }
 
 func TestEventName(t *testing.T) {
-	c, err := New(fake.NewClientset(), "worker-1")
+	c, err := New(struct{ API }{}, "worker-1")
 	assert.NilError(t, err)
 	assert.Check(t, is.Equal(c.eventName(ReasonInstallFailed), "worker-1.kata-deploy.katainstallfailed"))
 	assert.Check(t, is.Equal(ReasonInstallFailed.eventType(), corev1.EventTypeWarning))

@@ -33,8 +33,18 @@ func (c *requestCounter) wrap(cfg *rest.Config) *rest.Config {
 	cfg = rest.CopyConfig(cfg)
 	cfg.WrapTransport = func(rt http.RoundTripper) http.RoundTripper {
 		return roundTripFunc(func(r *http.Request) (*http.Response, error) {
-			c.add(requestKey(r))
-			return rt.RoundTrip(r)
+			k := requestKey(r)
+			c.add(k)
+			resp, err := rt.RoundTrip(r)
+			// Requests the server refused (e.g. 429 from API priority and
+			// fairness, which client-go retries) are counted apart too.
+			switch {
+			case err != nil:
+				c.add("ERR " + k)
+			case resp.StatusCode >= 300:
+				c.add(fmt.Sprintf("HTTP%d %s", resp.StatusCode, k))
+			}
+			return resp, err
 		})
 	}
 	return cfg
@@ -109,7 +119,7 @@ func requestKey(r *http.Request) string {
 
 // createNode creates a Node the way a kubelet registers it, with a status
 // reporting runtime, and returns it.
-func createNode(t *testing.T, cs kubernetes.Interface, name, runtime string, labels map[string]string) *corev1.Node {
+func createNode(t testing.TB, cs kubernetes.Interface, name, runtime string, labels map[string]string) *corev1.Node {
 	t.Helper()
 	ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
 	defer cancel()
@@ -137,7 +147,7 @@ func createNode(t *testing.T, cs kubernetes.Interface, name, runtime string, lab
 }
 
 // updateStatus changes a Node's status as the kubelet would.
-func updateStatus(t *testing.T, cs kubernetes.Interface, name string, change func(*corev1.NodeStatus)) {
+func updateStatus(t testing.TB, cs kubernetes.Interface, name string, change func(*corev1.NodeStatus)) {
 	t.Helper()
 	ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
 	defer cancel()
@@ -156,7 +166,7 @@ func updateStatus(t *testing.T, cs kubernetes.Interface, name string, change fun
 }
 
 // setReady sets the Node's Ready condition.
-func setReady(t *testing.T, cs kubernetes.Interface, name string, status corev1.ConditionStatus, handlers ...string) {
+func setReady(t testing.TB, cs kubernetes.Interface, name string, status corev1.ConditionStatus, handlers ...string) {
 	t.Helper()
 	updateStatus(t, cs, name, func(s *corev1.NodeStatus) {
 		s.Conditions = []corev1.NodeCondition{{
@@ -172,7 +182,7 @@ func setReady(t *testing.T, cs kubernetes.Interface, name string, status corev1.
 
 // waitLabels waits until the Node's labels satisfy ok, polling: this is the
 // test observing the server, not the code under test.
-func waitLabels(t *testing.T, cs kubernetes.Interface, name string, what string, ok func(map[string]string) bool) map[string]string {
+func waitLabels(t testing.TB, cs kubernetes.Interface, name string, what string, ok func(map[string]string) bool) map[string]string {
 	t.Helper()
 	deadline := time.Now().Add(15 * time.Second)
 	var last map[string]string

@@ -29,15 +29,14 @@ type nodeWatch struct {
 
 func (c *Client) watchNode(ctx context.Context) *nodeWatch {
 	sel := fields.OneTermEqualSelector("metadata.name", c.node).String()
-	nodes := c.cs.CoreV1().Nodes()
 	lw := &cache.ListWatch{
 		ListWithContextFunc: func(ctx context.Context, o metav1.ListOptions) (k8sruntime.Object, error) {
 			o.FieldSelector = sel
-			return nodes.List(ctx, o)
+			return c.api.ListNodes(ctx, o)
 		},
 		WatchFuncWithContext: func(ctx context.Context, o metav1.ListOptions) (watch.Interface, error) {
 			o.FieldSelector = sel
-			return nodes.Watch(ctx, o)
+			return c.api.WatchNodes(ctx, o)
 		},
 	}
 	w := &nodeWatch{kick: make(chan struct{}, 1), done: make(chan struct{})}

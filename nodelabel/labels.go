@@ -72,7 +72,7 @@ func (c *Client) patchLabels(ctx context.Context, p labelPatch) (*corev1.Node, e
 	}
 	var out *corev1.Node
 	err = retry.RetryOnConflict(retry.DefaultRetry, func() error {
-		n, err := c.cs.CoreV1().Nodes().Patch(ctx, c.node, types.MergePatchType, body,
+		n, err := c.api.PatchNode(ctx, c.node, types.MergePatchType, body,
 			metav1.PatchOptions{FieldManager: c.component})
 		if err != nil {
 			return err
@@ -90,7 +90,7 @@ func (c *Client) patchLabels(ctx context.Context, p labelPatch) (*corev1.Node, e
 // apply reads the Node and patches the labels that differ from want. It
 // writes nothing when the Node already has them.
 func (c *Client) apply(ctx context.Context, want labelPatch) error {
-	n, err := c.cs.CoreV1().Nodes().Get(ctx, c.node, metav1.GetOptions{})
+	n, err := c.api.GetNode(ctx, c.node)
 	if err != nil {
 		return fmt.Errorf("node %s: read labels: %w", c.node, err)
 	}

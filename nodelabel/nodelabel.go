@@ -6,7 +6,6 @@ import (
 	"log/slog"
 
 	"k8s.io/apimachinery/pkg/util/validation"
-	"k8s.io/client-go/kubernetes"
 )
 
 // DefaultDomain is the prefix of kata-deploy's label keys.
@@ -39,7 +38,7 @@ const (
 // Client drives the labels and events of one Node. It is safe for
 // concurrent use; it holds no state between calls beyond its settings.
 type Client struct {
-	cs        kubernetes.Interface
+	api       API
 	node      string
 	domain    string
 	component string
@@ -67,14 +66,15 @@ func WithLogger(l *slog.Logger) Option {
 	}
 }
 
-// New returns a Client for the Node named node.
-func New(cs kubernetes.Interface, node string, opts ...Option) (*Client, error) {
-	c := &Client{cs: cs, node: node, domain: DefaultDomain, component: DefaultComponent, log: slog.New(slog.DiscardHandler)}
+// New returns a Client for the Node named node, calling the API server
+// through api (NewAPI, or clientset.API for a client-go clientset).
+func New(api API, node string, opts ...Option) (*Client, error) {
+	c := &Client{api: api, node: node, domain: DefaultDomain, component: DefaultComponent, log: slog.New(slog.DiscardHandler)}
 	for _, o := range opts {
 		o(c)
 	}
-	if cs == nil {
-		return nil, errors.New("nodelabel: nil clientset")
+	if api == nil {
+		return nil, errors.New("nodelabel: nil API")
 	}
 	if errs := validation.IsDNS1123Subdomain(node); len(errs) > 0 {
 		return nil, fmt.Errorf("nodelabel: node name %q: %v", node, errs)

@@ -16,6 +16,7 @@ import (
 	"k8s.io/apimachinery/pkg/fields"
 	"k8s.io/apimachinery/pkg/types"
 	"k8s.io/client-go/kubernetes"
+	"k8s.io/client-go/rest"
 	"k8s.io/client-go/util/retry"
 
 	"github.com/kata-deploy/kata-deploy/internal/testbed"
@@ -41,9 +42,12 @@ func TestAPIServer(t *testing.T) {
 	t.Run("RBAC", func(t *testing.T) { testRBAC(t, cp, admin) })
 }
 
-func newClient(t *testing.T, cs kubernetes.Interface, node string, opts ...nodelabel.Option) *nodelabel.Client {
+// newClient returns a Client over nodelabel's own REST API for cfg.
+func newClient(t *testing.T, cfg *rest.Config, node string, opts ...nodelabel.Option) *nodelabel.Client {
 	t.Helper()
-	c, err := nodelabel.New(cs, node, append([]nodelabel.Option{nodelabel.WithLogger(testLogger(t))}, opts...)...)
+	api, err := nodelabel.NewAPI(cfg)
+	assert.NilError(t, err)
+	c, err := nodelabel.New(api, node, append([]nodelabel.Option{nodelabel.WithLogger(testLogger(t))}, opts...)...)
 	assert.NilError(t, err)
 	return c
 }
@@ -52,9 +56,7 @@ func testRuntimeLabeler(t *testing.T, cp *testbed.ControlPlane, admin kubernetes
 	createNode(t, admin, "rl-1", "containerd://1.6.20~ds1", map[string]string{"example.com/keep": "me"})
 	createNode(t, admin, "rl-other", "cri-o://1.34.0", nil) // another node: must not be touched
 	counter := newRequestCounter()
-	cs, err := kubernetes.NewForConfig(counter.wrap(cp.AdminConfig()))
-	assert.NilError(t, err)
-	stop := run(t, newClient(t, cs, "rl-1").RunRuntimeLabeler)
+	stop := run(t, newClient(t, counter.wrap(cp.AdminConfig()), "rl-1").RunRuntimeLabeler)
 
 	waitLabels(t, admin, "rl-1", "runtime label set", hasLabel(runtimeKey, "containerd"))
 	settle()
@@ -106,9 +108,8 @@ func testRuntimeLabeler(t *testing.T, cp *testbed.ControlPlane, admin kubernetes
 func testKataState(t *testing.T, cp *testbed.ControlPlane, admin kubernetes.Interface) {
 	createNode(t, admin, "ks-1", "containerd://1.6.20", map[string]string{"example.com/keep": "me", runtimeKey: "containerd"})
 	counter := newRequestCounter()
-	cs, err := kubernetes.NewForConfig(counter.wrap(cp.AdminConfig()))
-	assert.NilError(t, err)
-	c := newClient(t, cs, "ks-1")
+	cfg := counter.wrap(cp.AdminConfig())
+	c := newClient(t, cfg, "ks-1")
 	ctx := context.Background()
 
 	assert.NilError(t, c.SetKataState(ctx, nodelabel.KataInstalled))
@@ -121,7 +122,7 @@ func testKataState(t *testing.T, cp *testbed.ControlPlane, admin kubernetes.Inte
 	assert.Check(t, is.Equal(counter.writes(), 1), "the keeper wrote a label that was right: %s", counter)
 
 	// A kubelet re-registration that replaces the labels wholesale.
-	err = retry.RetryOnConflict(retry.DefaultRetry, func() error {
+	err := retry.RetryOnConflict(retry.DefaultRetry, func() error {
 		n, err := admin.CoreV1().Nodes().Get(ctx, "ks-1", metav1.GetOptions{})
 		if err != nil {
 			return err
@@ -153,13 +154,13 @@ func testKataState(t *testing.T, cp *testbed.ControlPlane, admin kubernetes.Inte
 	assert.Check(t, is.Equal(counter.writes(), before+1), "a second RemoveLabels wrote: %s", counter)
 
 	// A missing node is an error that names it.
-	err = newClient(t, cs, "no-such-node").SetKataState(ctx, nodelabel.KataInstalled)
+	err = newClient(t, cfg, "no-such-node").SetKataState(ctx, nodelabel.KataInstalled)
 	assert.Check(t, is.ErrorContains(err, "node no-such-node"))
 }
 
 func testDomain(t *testing.T, cp *testbed.ControlPlane, admin kubernetes.Interface) {
 	createNode(t, admin, "dom-1", "cri-o://1.34.0", nil)
-	c := newClient(t, admin, "dom-1", nodelabel.WithDomain("katadeploy.example.com"))
+	c := newClient(t, cp.AdminConfig(), "dom-1", nodelabel.WithDomain("katadeploy.example.com"))
 	assert.Check(t, is.Equal(c.RuntimeLabel(), "katadeploy.example.com/container-runtime"))
 	stop := run(t, c.RunRuntimeLabeler)
 	waitLabels(t, admin, "dom-1", "runtime label in own domain", hasLabel("katadeploy.example.com/container-runtime", "crio"))
@@ -169,15 +170,17 @@ func testDomain(t *testing.T, cp *testbed.ControlPlane, admin kubernetes.Interfa
 	_, has := l[kataKey]
 	assert.Check(t, !has)
 
-	_, err := nodelabel.New(admin, "dom-1", nodelabel.WithDomain("not a domain"))
+	api, err := nodelabel.NewAPI(cp.AdminConfig())
+	assert.NilError(t, err)
+	_, err = nodelabel.New(api, "dom-1", nodelabel.WithDomain("not a domain"))
 	assert.Check(t, is.ErrorContains(err, "label domain"))
-	_, err = nodelabel.New(admin, "Not_A_Node")
+	_, err = nodelabel.New(api, "Not_A_Node")
 	assert.Check(t, is.ErrorContains(err, "node name"))
 }
 
 func testEvents(t *testing.T, cp *testbed.ControlPlane, admin kubernetes.Interface) {
 	n := createNode(t, admin, "ev-1", "containerd://1.6.20", nil)
-	c := newClient(t, admin, "ev-1")
+	c := newClient(t, cp.AdminConfig(), "ev-1")
 	ctx := context.Background()
 	assert.NilError(t, c.RecordEvent(ctx, nodelabel.ReasonInstallStarted, "installing kata-qemu, kata-clh"))
 	assert.NilError(t, c.RecordEvent(ctx, nodelabel.ReasonInstallFailed, "restart containerd.service: job result \"failed\""))
@@ -212,7 +215,7 @@ func testEvents(t *testing.T, cp *testbed.ControlPlane, admin kubernetes.Interfa
 
 func testWaitReady(t *testing.T, cp *testbed.ControlPlane, admin kubernetes.Interface) {
 	createNode(t, admin, "wr-1", "containerd://2.2.9", nil)
-	c := newClient(t, admin, "wr-1")
+	c := newClient(t, cp.AdminConfig(), "wr-1")
 
 	// Not ready: a NotReadyError within the deadline that says why.
 	ctx, cancel := context.WithTimeout(context.Background(), 500*time.Millisecond)
@@ -253,7 +256,7 @@ func testWaitReady(t *testing.T, cp *testbed.ControlPlane, admin kubernetes.Inte
 func testDaemonSetTargetsNode(t *testing.T, cp *testbed.ControlPlane, admin kubernetes.Interface) {
 	ctx := context.Background()
 	createNode(t, admin, "ds-1", "containerd://1.6.20", map[string]string{runtimeKey: "containerd"})
-	c := newClient(t, admin, "ds-1")
+	c := newClient(t, cp.AdminConfig(), "ds-1")
 	ns := "kube-system"
 	ds := &appsv1.DaemonSet{
 		ObjectMeta: metav1.ObjectMeta{Name: "kata-deploy", Namespace: ns},
@@ -325,7 +328,7 @@ func testDaemonSetTargetsNode(t *testing.T, cp *testbed.ControlPlane, admin kube
 	}
 }
 
-func patchLabels(t *testing.T, cs kubernetes.Interface, node, patch string) {
+func patchLabels(t testing.TB, cs kubernetes.Interface, node, patch string) {
 	t.Helper()
 	_, err := cs.CoreV1().Nodes().Patch(context.Background(), node, types.MergePatchType, []byte(patch), metav1.PatchOptions{})
 	assert.NilError(t, err)

@@ -17,6 +17,7 @@ import (
 	apierrors "k8s.io/apimachinery/pkg/api/errors"
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
 	"k8s.io/client-go/kubernetes"
+	"k8s.io/client-go/rest"
 
 	"github.com/kata-deploy/kata-deploy/internal/testbed"
 	"github.com/kata-deploy/kata-deploy/nodelabel"
@@ -29,7 +30,7 @@ const rbacNamespace = "kata-rbac"
 type role struct {
 	name     string
 	rules    func() []rbacv1.PolicyRule
-	scenario func(ctx context.Context, sa, admin kubernetes.Interface, node string, log *slog.Logger) error
+	scenario func(ctx context.Context, sa nodelabel.API, admin kubernetes.Interface, node string, log *slog.Logger) error
 }
 
 func roles() []role {
@@ -64,12 +65,14 @@ func testRBAC(t *testing.T, cp *testbed.ControlPlane, admin kubernetes.Interface
 			t.Run("exact", func(t *testing.T) {
 				t.Parallel()
 				sa := bindServiceAccount(t, cp, admin, "rbac-"+r.name, r.rules())
+				saCS, err := kubernetes.NewForConfig(sa)
+				assert.NilError(t, err)
 				node := "rbac-" + r.name
 				prepareNode(t, admin, node)
 				ctx, cancel := context.WithTimeout(context.Background(), 20*time.Second)
 				defer cancel()
 				assert.NilError(t, runScenario(ctx, r, sa, admin, node))
-				checkDenied(t, sa, r.name, node)
+				checkDenied(t, saCS, r.name, node)
 			})
 			for i, rule := range r.rules() {
 				for _, verb := range rule.Verbs {
@@ -101,9 +104,13 @@ func testRBAC(t *testing.T, cp *testbed.ControlPlane, admin kubernetes.Interface
 
 // runScenario runs the role's scenario and fails it when any request was
 // denied, including those the watches retry on their own.
-func runScenario(ctx context.Context, r role, sa, admin kubernetes.Interface, node string) error {
+func runScenario(ctx context.Context, r role, sa *rest.Config, admin kubernetes.Interface, node string) error {
 	rec := &forbiddenRecorder{}
-	err := r.scenario(ctx, sa, admin, node, slog.New(rec))
+	api, err := nodelabel.NewAPI(sa)
+	if err != nil {
+		return err
+	}
+	err = r.scenario(ctx, api, admin, node, slog.New(rec))
 	if err != nil {
 		return err
 	}
@@ -153,8 +160,8 @@ func without(verbs []string, v string) []string {
 
 // bindServiceAccount creates a ServiceAccount bound by a ClusterRole to
 // exactly rules, waits until the authorizer has the binding, and returns a
-// clientset acting as it.
-func bindServiceAccount(t *testing.T, cp *testbed.ControlPlane, admin kubernetes.Interface, name string, rules []rbacv1.PolicyRule) kubernetes.Interface {
+// client configuration acting as it.
+func bindServiceAccount(t testing.TB, cp *testbed.ControlPlane, admin kubernetes.Interface, name string, rules []rbacv1.PolicyRule) *rest.Config {
 	t.Helper()
 	ctx := context.Background()
 	cfg := cp.ServiceAccountConfig(t, rbacNamespace, name)
@@ -191,7 +198,7 @@ func bindServiceAccount(t *testing.T, cp *testbed.ControlPlane, admin kubernetes
 			}
 		}
 	}
-	return sa
+	return cfg
 }
 
 func allowed(cs kubernetes.Interface, group, resource, verb string) (bool, error) {
@@ -220,7 +227,7 @@ func prepareNode(t *testing.T, admin kubernetes.Interface, name string) {
 }
 
 // labelerScenario is the runtime labeler's life: it must label its node.
-func labelerScenario(ctx context.Context, sa, admin kubernetes.Interface, node string, log *slog.Logger) error {
+func labelerScenario(ctx context.Context, sa nodelabel.API, admin kubernetes.Interface, node string, log *slog.Logger) error {
 	c, err := nodelabel.New(sa, node, nodelabel.WithLogger(log))
 	if err != nil {
 		return err
@@ -239,7 +246,7 @@ func labelerScenario(ctx context.Context, sa, admin kubernetes.Interface, node s
 }
 
 // installerScenario is every call an installer makes, in its order.
-func installerScenario(ctx context.Context, sa, admin kubernetes.Interface, node string, log *slog.Logger) error {
+func installerScenario(ctx context.Context, sa nodelabel.API, admin kubernetes.Interface, node string, log *slog.Logger) error {
 	c, err := nodelabel.New(sa, node, nodelabel.WithLogger(log))
 	if err != nil {
 		return err
@@ -286,7 +293,7 @@ func installerScenario(ctx context.Context, sa, admin kubernetes.Interface, node
 }
 
 // cleanupScenario is every call the cleanup makes.
-func cleanupScenario(ctx context.Context, sa, admin kubernetes.Interface, node string, log *slog.Logger) error {
+func cleanupScenario(ctx context.Context, sa nodelabel.API, admin kubernetes.Interface, node string, log *slog.Logger) error {
 	if _, err := admin.CoreV1().Nodes().Patch(ctx, node, "application/merge-patch+json",
 		[]byte(`{"metadata":{"labels":{"`+kataKey+`":"cleanup","`+runtimeKey+`":"containerd"}}}`), metav1.PatchOptions{}); err != nil {
 		return err
