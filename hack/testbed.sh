@@ -131,6 +131,10 @@ wrapper_module() {
 # module). Local-path targets (k8s staging) become STAGING_VERSION of the same module.
 copy_replaces() {
 	local gomod=$1 staging=$2
+	[ -f "$gomod" ] || {
+		echo "copy_replaces: no go.mod at '$gomod'" >&2
+		return 1
+	}
 	awk '
 		/^replace[ \t]*\(/ {blk=1; next}
 		blk && /^\)/ {blk=0; next}
@@ -148,10 +152,10 @@ copy_replaces() {
 		case $to in
 		./* | ../*)
 			[ -n "$staging" ] || continue
-			go mod edit -replace="$from=${lhs}@${staging}"
+			go mod edit -replace="$from=${lhs}@${staging}" || exit 1
 			;;
 		*)
-			go mod edit -replace="$from=$to${tver:+@$tver}"
+			go mod edit -replace="$from=$to${tver:+@$tver}" || exit 1
 			;;
 		esac
 	done
@@ -164,108 +168,123 @@ moddir() { # moddir MODULE@VERSION -> its source directory in the module cache
 	go mod download -json "$1" | sed -n 's/^[[:space:]]*"Dir": "\(.*\)",*$/\1/p'
 }
 
-build_kube() {
-	local out=$CACHE/kubernetes-$K8S_VERSION
-	[ -x "$out/kube-apiserver" ] && {
-		log "kube-apiserver $K8S_VERSION: cached"
-		return
-	}
-	local w=$CACHE/build/kubernetes-$K8S_VERSION
-	wrapper_module "$w" kube
+# Each Go artefact is built in two steps: prepare_NAME makes the wrapper module and runs
+# `go get` (mostly downloads: network bound), compile_NAME runs `go build` (CPU bound).
+# They run in subshells on the right of `||`, where set -e does not apply: every
+# command carries its own `|| return`.
+# provision overlaps the later artefacts' downloads with the first compile.
+W_kube=$CACHE/build/kubernetes-$K8S_VERSION
+W_containerd=$CACHE/build/containerd-$CONTAINERD_VERSION
+W_crio=$CACHE/build/crio-$CRIO_VERSION
+W_crictl=$CACHE/build/crictl-$CRICTL_VERSION
+OUT_kube=$CACHE/kubernetes-$K8S_VERSION
+OUT_containerd=$CACHE/containerd-$CONTAINERD_VERSION
+OUT_crio=$CACHE/crio-$CRIO_VERSION
+OUT_crictl=$CACHE/crictl-$CRICTL_VERSION
+CRIO_TAGS="containers_image_openpgp exclude_graphdriver_btrfs exclude_graphdriver_devicemapper"
+CTRD_MOD=github.com/containerd/containerd/v2
+
+prepare_kube() {
+	cd "$W_kube" || return
+	go mod edit -require="k8s.io/kubernetes@$K8S_VERSION" || return
+	copy_replaces "$(modfile "k8s.io/kubernetes@$K8S_VERSION")" "$K8S_STAGING_VERSION" || return
+	go get "k8s.io/kubernetes/cmd/kube-apiserver@$K8S_VERSION" || return
+}
+compile_kube() {
+	cd "$W_kube" || return
+	go build -trimpath -o "$OUT_kube.tmp/kube-apiserver" \
+		-ldflags "-s -w -X k8s.io/component-base/version.gitVersion=$K8S_VERSION -X k8s.io/component-base/version.gitTreeState=clean" \
+		k8s.io/kubernetes/cmd/kube-apiserver || return
+}
+built_kube() { [ -x "$OUT_kube/kube-apiserver" ]; }
+
+prepare_containerd() {
+	cd "$W_containerd" || return
+	go mod edit -require="$CTRD_MOD@$CONTAINERD_VERSION" || return
+	copy_replaces "$(modfile "$CTRD_MOD@$CONTAINERD_VERSION")" "" || return
+	go get "$CTRD_MOD/cmd/containerd@$CONTAINERD_VERSION" "$CTRD_MOD/cmd/containerd-shim-runc-v2@$CONTAINERD_VERSION" || return
+}
+compile_containerd() {
+	cd "$W_containerd" || return
+	local ld="-s -w -X $CTRD_MOD/version.Version=$CONTAINERD_VERSION -X $CTRD_MOD/version.Package=github.com/containerd/containerd/v2"
+	# Static like upstream's release binaries: they also run in the node and chroots.
+	CGO_ENABLED=0 go build -trimpath -o "$OUT_containerd.tmp/containerd" -ldflags "$ld" "$CTRD_MOD/cmd/containerd" || return
+	CGO_ENABLED=0 go build -trimpath -o "$OUT_containerd.tmp/containerd-shim-runc-v2" -ldflags "$ld" "$CTRD_MOD/cmd/containerd-shim-runc-v2" || return
+}
+built_containerd() { [ -x "$OUT_containerd/containerd" ] && [ -x "$OUT_containerd/containerd-shim-runc-v2" ]; }
+
+# Two of CRI-O's dependencies are not in the checksum database.
+crio_env() { export GONOSUMDB=github.com/containerd/nri,github.com/CloudNativeAI/model-spec; }
+prepare_crio() {
+	cd "$W_crio" || return
+	crio_env || return
+	go mod edit -require="github.com/cri-o/cri-o@$CRIO_VERSION" || return
+	copy_replaces "$(modfile "github.com/cri-o/cri-o@$CRIO_VERSION")" "" || return
+	go get -tags "$CRIO_TAGS" "github.com/cri-o/cri-o/cmd/crio@$CRIO_VERSION" || return
+}
+compile_crio() {
+	cd "$W_crio" || return
+	crio_env || return
+	go build -trimpath -tags "$CRIO_TAGS" -o "$OUT_crio.tmp/crio" -ldflags "-s -w" github.com/cri-o/cri-o/cmd/crio || return
+	local src
+	src=$(moddir "github.com/cri-o/cri-o@$CRIO_VERSION") || return
+	gcc -O2 -std=c99 -Wall -o "$OUT_crio.tmp/pinns" "$src"/pinns/src/*.c || return
+}
+built_crio() { [ -x "$OUT_crio/crio" ] && [ -x "$OUT_crio/pinns" ]; }
+
+prepare_crictl() {
+	cd "$W_crictl" || return
+	go mod edit -require="sigs.k8s.io/cri-tools@$CRICTL_VERSION" || return
+	copy_replaces "$(modfile "sigs.k8s.io/cri-tools@$CRICTL_VERSION")" "" || return
+	go get "sigs.k8s.io/cri-tools/cmd/crictl@$CRICTL_VERSION" || return
+}
+compile_crictl() {
+	cd "$W_crictl" || return
+	CGO_ENABLED=0 go build -trimpath -o "$OUT_crictl.tmp/crictl" \
+		-ldflags "-s -w -X sigs.k8s.io/cri-tools/pkg/version.Version=$CRICTL_VERSION" sigs.k8s.io/cri-tools/cmd/crictl || return
+}
+built_crictl() { [ -x "$OUT_crictl/crictl" ]; }
+
+# prepare NAME: the wrapper module and its downloads, once (stamp file in the wrapper).
+prepare() {
+	local name=$1 w out
+	w=W_$name
+	w=${!w}
+	[ -f "$w/.prepared" ] && return 0
+	log "$name: go get (module downloads)"
+	wrapper_module "$w" "$name"
 	(
-		cd "$w"
 		go_env
-		go mod edit -require="k8s.io/kubernetes@$K8S_VERSION"
-		copy_replaces "$(modfile "k8s.io/kubernetes@$K8S_VERSION")" "$K8S_STAGING_VERSION"
-		go get "k8s.io/kubernetes/cmd/kube-apiserver@$K8S_VERSION"
-		mkdir -p "$out.tmp"
-		go build -trimpath -o "$out.tmp/kube-apiserver" \
-			-ldflags "-s -w -X k8s.io/component-base/version.gitVersion=$K8S_VERSION -X k8s.io/component-base/version.gitTreeState=clean" \
-			k8s.io/kubernetes/cmd/kube-apiserver
-	) >"$CACHE/logs/kube-apiserver.log" 2>&1 || {
-		tail -n 40 "$CACHE/logs/kube-apiserver.log" >&2
-		die "kube-apiserver build failed, log: $CACHE/logs/kube-apiserver.log"
-	}
-	rm -rf "$out" && mv "$out.tmp" "$out"
+		"prepare_$name"
+	) >"$CACHE/logs/$name.prepare.log" 2>&1 || return 1
+	touch "$w/.prepared"
 }
 
-build_containerd() {
-	local out=$CACHE/containerd-$CONTAINERD_VERSION
-	[ -x "$out/containerd" ] && [ -x "$out/containerd-shim-runc-v2" ] && {
-		log "containerd $CONTAINERD_VERSION: cached"
+# build NAME LABEL: prepare (if not yet) and compile one artefact, atomically into place.
+build() {
+	local name=$1 label=$2 out t0
+	out=OUT_$name
+	out=${!out}
+	if "built_$name"; then
+		log "$label: cached"
 		return
+	fi
+	t0=$(date +%s)
+	log "$label: building"
+	prepare "$name" || {
+		tail -n 40 "$CACHE/logs/$name.prepare.log" >&2
+		die "$label: go get failed, log: $CACHE/logs/$name.prepare.log"
 	}
-	local w=$CACHE/build/containerd-$CONTAINERD_VERSION m=github.com/containerd/containerd/v2
-	wrapper_module "$w" containerd
+	rm -rf "$out.tmp" && mkdir -p "$out.tmp"
 	(
-		cd "$w"
 		go_env
-		go mod edit -require="$m@$CONTAINERD_VERSION"
-		copy_replaces "$(modfile "$m@$CONTAINERD_VERSION")" ""
-		go get "$m/cmd/containerd@$CONTAINERD_VERSION" "$m/cmd/containerd-shim-runc-v2@$CONTAINERD_VERSION"
-		mkdir -p "$out.tmp"
-		local ld="-s -w -X $m/version.Version=$CONTAINERD_VERSION -X $m/version.Package=github.com/containerd/containerd/v2"
-		# Static like upstream's release binaries: they also run in the node and chroots.
-		CGO_ENABLED=0 go build -trimpath -o "$out.tmp/containerd" -ldflags "$ld" "$m/cmd/containerd"
-		CGO_ENABLED=0 go build -trimpath -o "$out.tmp/containerd-shim-runc-v2" -ldflags "$ld" "$m/cmd/containerd-shim-runc-v2"
-	) >"$CACHE/logs/containerd.log" 2>&1 || {
-		tail -n 40 "$CACHE/logs/containerd.log" >&2
-		die "containerd build failed, log: $CACHE/logs/containerd.log"
+		"compile_$name"
+	) >"$CACHE/logs/$name.log" 2>&1 || {
+		tail -n 40 "$CACHE/logs/$name.log" >&2
+		die "$label: build failed, log: $CACHE/logs/$name.log"
 	}
 	rm -rf "$out" && mv "$out.tmp" "$out"
-}
-
-build_crio() {
-	local out=$CACHE/crio-$CRIO_VERSION
-	[ -x "$out/crio" ] && [ -x "$out/pinns" ] && {
-		log "cri-o $CRIO_VERSION: cached"
-		return
-	}
-	local w=$CACHE/build/crio-$CRIO_VERSION m=github.com/cri-o/cri-o
-	wrapper_module "$w" crio
-	(
-		cd "$w"
-		go_env
-		# Two of CRI-O's dependencies are not in the checksum database.
-		export GONOSUMDB=github.com/containerd/nri,github.com/CloudNativeAI/model-spec
-		go mod edit -require="$m@$CRIO_VERSION"
-		copy_replaces "$(modfile "$m@$CRIO_VERSION")" ""
-		local tags="containers_image_openpgp exclude_graphdriver_btrfs exclude_graphdriver_devicemapper"
-		go get -tags "$tags" "$m/cmd/crio@$CRIO_VERSION"
-		mkdir -p "$out.tmp"
-		go build -trimpath -tags "$tags" -o "$out.tmp/crio" -ldflags "-s -w" "$m/cmd/crio"
-		local src
-		src=$(moddir "$m@$CRIO_VERSION")
-		gcc -O2 -std=c99 -Wall -o "$out.tmp/pinns" "$src"/pinns/src/*.c
-	) >"$CACHE/logs/crio.log" 2>&1 || {
-		tail -n 40 "$CACHE/logs/crio.log" >&2
-		die "cri-o build failed, log: $CACHE/logs/crio.log"
-	}
-	rm -rf "$out" && mv "$out.tmp" "$out"
-}
-
-build_crictl() {
-	local out=$CACHE/crictl-$CRICTL_VERSION
-	[ -x "$out/crictl" ] && {
-		log "crictl $CRICTL_VERSION: cached"
-		return
-	}
-	local w=$CACHE/build/crictl-$CRICTL_VERSION m=sigs.k8s.io/cri-tools
-	wrapper_module "$w" crictl
-	(
-		cd "$w"
-		go_env
-		go mod edit -require="$m@$CRICTL_VERSION"
-		copy_replaces "$(modfile "$m@$CRICTL_VERSION")" ""
-		go get "$m/cmd/crictl@$CRICTL_VERSION"
-		mkdir -p "$out.tmp"
-		CGO_ENABLED=0 go build -trimpath -o "$out.tmp/crictl" \
-			-ldflags "-s -w -X $m/pkg/version.Version=$CRICTL_VERSION" "$m/cmd/crictl"
-	) >"$CACHE/logs/crictl.log" 2>&1 || {
-		tail -n 40 "$CACHE/logs/crictl.log" >&2
-		die "crictl build failed, log: $CACHE/logs/crictl.log"
-	}
-	rm -rf "$out" && mv "$out.tmp" "$out"
+	log "$label: built in $(($(date +%s) - t0))s"
 }
 
 ROOTFS_NAME=$DEBIAN_SUITE-r$ROOTFS_REV
@@ -458,8 +477,8 @@ provision() {
 	need_root
 	mkdir -p "$CACHE/logs" "$CACHE/build" "$CACHE/rootfs" "$CACHE/layers" "$CACHE/exec"
 	log "cache: $CACHE"
-	install_host_packages
 	command -v go >/dev/null || die "go is not on PATH"
+	install_host_packages
 
 	# The node root is network and disk bound, the builds CPU bound: overlap them.
 	local rootfs_pid=
@@ -467,20 +486,27 @@ provision() {
 		build_rootfs &
 		rootfs_pid=$!
 	fi
-	# Go builds one after another: each already uses every core.
-	local t0
-	t0=$(date +%s)
-	build_kube
-	log "kube-apiserver $K8S_VERSION ready ($(($(date +%s) - t0))s)"
-	t0=$(date +%s)
-	build_containerd
-	log "containerd $CONTAINERD_VERSION ready ($(($(date +%s) - t0))s)"
-	t0=$(date +%s)
-	build_crio
-	log "cri-o $CRIO_VERSION ready ($(($(date +%s) - t0))s)"
-	t0=$(date +%s)
-	build_crictl
-	log "crictl $CRICTL_VERSION ready ($(($(date +%s) - t0))s)"
+	# Go builds one after another: each go build already uses every core. The downloads
+	# of the later ones overlap the first compile.
+	built_kube || prepare kube || {
+		tail -n 40 "$CACHE/logs/kube.prepare.log" >&2
+		die "kube-apiserver: go get failed, log: $CACHE/logs/kube.prepare.log"
+	}
+	local prefetch_pid=
+	if ! built_containerd || ! built_crio || ! built_crictl; then
+		# Failures here are reported by build, which retries the step.
+		{
+			built_containerd || prepare containerd || true
+			built_crio || prepare crio || true
+			built_crictl || prepare crictl || true
+		} &
+		prefetch_pid=$!
+	fi
+	build kube "kube-apiserver $K8S_VERSION"
+	[ -z "$prefetch_pid" ] || wait "$prefetch_pid" || true
+	build containerd "containerd $CONTAINERD_VERSION"
+	build crio "cri-o $CRIO_VERSION"
+	build crictl "crictl $CRICTL_VERSION"
 	if [ -n "$rootfs_pid" ]; then
 		log "waiting for the node root"
 		wait "$rootfs_pid" || die "node root failed"
