@@ -52,7 +52,8 @@ const maxMessage = 1024
 // events. That takes a create, and a patch when the event exists.
 func (c *Client) RecordEvent(ctx context.Context, reason Reason, message string) error {
 	if len(message) > maxMessage {
-		message = message[:maxMessage-3] + "..."
+		// Cut on a rune boundary so the message stays valid UTF-8.
+		message = strings.ToValidUTF8(message[:maxMessage-3], "") + "..."
 	}
 	node, err := c.api.GetNode(ctx, c.node)
 	if err != nil {

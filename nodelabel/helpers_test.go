@@ -35,6 +35,10 @@ func (c *requestCounter) wrap(cfg *rest.Config) *rest.Config {
 		return roundTripFunc(func(r *http.Request) (*http.Response, error) {
 			k := requestKey(r)
 			c.add(k)
+			// A labeler must only ever list and watch its own Node.
+			if (k == "LIST nodes" || k == "WATCH nodes") && !strings.HasPrefix(r.URL.Query().Get("fieldSelector"), "metadata.name=") {
+				c.add("UNSELECTED " + k)
+			}
 			resp, err := rt.RoundTrip(r)
 			// Requests the server refused (e.g. 429 from API priority and
 			// fairness, which client-go retries) are counted apart too.

@@ -100,9 +100,11 @@ func testRuntimeLabeler(t *testing.T, cp *testbed.ControlPlane, admin kubernetes
 	assert.NilError(t, err)
 	_, has := other.Labels[runtimeKey]
 	assert.Check(t, !has, "the labeler touched another node")
-	// Only its own node was watched: every LIST and WATCH carried the
-	// field selector (checked by the RBAC test's denials too).
+	// Only its own node was listed and watched: every LIST and WATCH
+	// carried the field selector.
 	assert.Check(t, counter.get("LIST nodes") >= 1, counter)
+	assert.Check(t, counter.get("WATCH nodes") >= 1, counter)
+	assert.Check(t, is.Equal(counter.get("UNSELECTED LIST nodes")+counter.get("UNSELECTED WATCH nodes"), 0), counter)
 }
 
 func testKataState(t *testing.T, cp *testbed.ControlPlane, admin kubernetes.Interface) {
