@@ -24,12 +24,20 @@ import (
 // scheme registers every API group at start-up: that alone doubles an idle
 // labeler's resident memory (docs/nodelabel-performance.md).
 type API interface {
+	// ListNodes lists Nodes (the watches' initial list; always with a
+	// field selector naming one Node).
 	ListNodes(ctx context.Context, opts metav1.ListOptions) (*corev1.NodeList, error)
+	// WatchNodes watches Nodes, with the same field selector.
 	WatchNodes(ctx context.Context, opts metav1.ListOptions) (watch.Interface, error)
+	// GetNode reads one Node.
 	GetNode(ctx context.Context, name string) (*corev1.Node, error)
+	// PatchNode patches one Node (its labels, with a merge patch).
 	PatchNode(ctx context.Context, name string, pt types.PatchType, data []byte, opts metav1.PatchOptions) (*corev1.Node, error)
+	// CreateEvent creates a core/v1 Event in ev.Namespace.
 	CreateEvent(ctx context.Context, ev *corev1.Event) (*corev1.Event, error)
+	// PatchEvent patches an existing Event.
 	PatchEvent(ctx context.Context, namespace, name string, pt types.PatchType, data []byte) (*corev1.Event, error)
+	// GetDaemonSet reads one DaemonSet.
 	GetDaemonSet(ctx context.Context, namespace, name string) (*appsv1.DaemonSet, error)
 }
 

@@ -20,7 +20,8 @@ const EventNamespace = metav1.NamespaceDefault
 // Reason is the machine-readable reason of an event on the Node.
 type Reason string
 
-// The events kata-deploy records on a Node.
+// The events kata-deploy records on a Node. Reasons ending in "Failed" are
+// Warning events, the others Normal.
 const (
 	ReasonInstallStarted     Reason = "KataInstallStarted"
 	ReasonInstallSucceeded   Reason = "KataInstallSucceeded"

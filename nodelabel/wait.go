@@ -26,6 +26,7 @@ type NotReadyError struct {
 	Err error
 }
 
+// Error says what the Node lacked when the wait ended.
 func (e *NotReadyError) Error() string {
 	var b strings.Builder
 	fmt.Fprintf(&b, "node %s: not ready for Kata: ", e.Node)

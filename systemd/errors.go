@@ -38,6 +38,8 @@ type UnitError struct {
 	Err error
 }
 
+// Error names the operation, the unit, the job result if any, the cause and
+// the unit's state afterwards.
 func (e *UnitError) Error() string {
 	var b strings.Builder
 	fmt.Fprintf(&b, "systemd: %s %s", e.Op, e.Unit)
