@@ -4,6 +4,7 @@ import (
 	"crypto/sha256"
 	"encoding/hex"
 	"fmt"
+	"hash"
 	"io"
 	"os"
 
@@ -35,14 +36,20 @@ func copyFile(dst *hostfs.Dir, n *node, r io.Reader, buf []byte, perFileSync boo
 			}
 		}()
 	}
-	h := sha256.New()
+	h := newPipeHash(n.size)
 	var size, kicked int64
-	for {
-		k, rerr := r.Read(buf)
+	// Two halves of buf: one is hashed (in another goroutine, for a large
+	// file) while the other is filled and written.
+	half := len(buf) / 2
+	bufs := [2][]byte{buf[:half:half], buf[half:]}
+	for i := 0; ; i ^= 1 {
+		b := h.take(bufs[i])
+		k, rerr := r.Read(b)
 		if k > 0 {
-			h.Write(buf[:k])
+			h.give(b[:k])
 			if f != nil {
-				if _, err := f.Write(buf[:k]); err != nil {
+				if _, err := f.Write(b[:k]); err != nil {
+					h.close()
 					return err
 				}
 			}
@@ -56,13 +63,15 @@ func copyFile(dst *hostfs.Dir, n *node, r io.Reader, buf []byte, perFileSync boo
 			break
 		}
 		if rerr != nil {
+			h.close()
 			return fmt.Errorf("read %s: %w", n.path, rerr)
 		}
 	}
+	sum := h.close()
 	if size != n.size {
 		return fmt.Errorf("payload file %s changed while being copied (%d bytes, expected %d)", n.path, size, n.size)
 	}
-	n.digest = "sha256:" + hex.EncodeToString(h.Sum(nil))
+	n.digest = "sha256:" + hex.EncodeToString(sum)
 	if n.want != "" && n.digest != n.want {
 		return &ChecksumError{Path: n.path, Want: n.want, Got: n.digest}
 	}
@@ -154,6 +163,61 @@ func copyFileRange(dst *hostfs.Dir, n *node, src *os.File, buf []byte, perFileSy
 	err = f.Close()
 	f = nil
 	return err
+}
+
+// pipeHash hashes buffers in a goroutine of its own for files large enough
+// to pay for it, so that hashing overlaps writing; small ones inline.
+type pipeHash struct {
+	h        hash.Hash
+	ch       chan []byte
+	ack      chan struct{}
+	done     chan struct{}
+	inflight int
+}
+
+const pipeMin = 4 << 20
+
+func newPipeHash(size int64) *pipeHash {
+	p := &pipeHash{h: sha256.New()}
+	if size >= pipeMin {
+		p.ch, p.ack, p.done = make(chan []byte, 2), make(chan struct{}, 2), make(chan struct{})
+		go func() {
+			defer close(p.done)
+			for b := range p.ch {
+				p.h.Write(b)
+				p.ack <- struct{}{}
+			}
+		}()
+	}
+	return p
+}
+
+// take returns b once the hasher is done with it.
+func (p *pipeHash) take(b []byte) []byte {
+	if p.ch != nil && p.inflight == 2 {
+		<-p.ack
+		p.inflight--
+	}
+	return b[:cap(b)]
+}
+
+func (p *pipeHash) give(b []byte) {
+	if p.ch == nil {
+		p.h.Write(b)
+		return
+	}
+	p.inflight++
+	p.ch <- b
+}
+
+// close waits for the hasher and returns the digest.
+func (p *pipeHash) close() []byte {
+	if p.ch != nil {
+		close(p.ch)
+		<-p.done
+		p.ch = nil
+	}
+	return p.h.Sum(nil)
 }
 
 // hashFile returns the digest of the regular file rel below d.

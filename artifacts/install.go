@@ -184,6 +184,9 @@ func (t *target) plan(ctx context.Context, nodes []*node, read func(string) ([]b
 	if err != nil {
 		return nil, err
 	}
+	if layout != LayoutStatic && t.dest != defaultDest {
+		t.c.log.Warn("Kata 1.x reads no drop-ins: its configuration still names /opt/kata", "dest", t.dest)
+	}
 	nodes = append(nodes, gen...)
 	sortNodes(nodes)
 	pl := &plan{layout: layout, nodes: nodes, shims: shims}
@@ -240,6 +243,12 @@ func (t *target) diff(ctx context.Context, pl *plan, srcDigest func(*node) (stri
 		switch {
 		case !same:
 		case n.typ == TypeSymlink:
+			// A symlink's target cannot change in place: same inode and
+			// ctime as recorded means the recorded target.
+			if r := idx[n.path]; r != nil && r.Type == TypeSymlink && r.Stat != nil && *r.Stat == keyOf(&st) {
+				same = r.Target == n.target
+				break
+			}
 			target, err := t.live.Readlink(n.path)
 			if err != nil {
 				return err
@@ -539,8 +548,23 @@ func (t *target) mkTree(st *hostfs.Dir, nodes []*node) error {
 			if err := st.Symlink(n.target, n.path); err != nil {
 				return err
 			}
+			if err := statNode(st, n); err != nil {
+				return err
+			}
 		}
 	}
+	return nil
+}
+
+// statNode records the identity of n as staged. For a symlink it spares
+// the next run a readlink (which can update its atime: a write).
+func statNode(st *hostfs.Dir, n *node) error {
+	s, err := st.Lstat(n.path)
+	if err != nil {
+		return err
+	}
+	k := keyOf(&s)
+	n.stat = &k
 	return nil
 }
 

@@ -62,13 +62,28 @@ func TestReinstallSamePayloadWritesNothing(t *testing.T) {
 			}
 			_, err := Install(context.Background(), host, payload)
 			assert.NilError(t, err)
+			// Reading must not write either: no atime update (relatime
+			// would do one on the first read after the install).
+			var rec0 unix.Stat_t
+			assert.NilError(t, unix.Lstat(filepath.Join(host, "opt/kata", recordName), &rec0))
+			link := filepath.Join(host, "opt/kata/share/kata-containers/vmlinux.container")
+			var link0 unix.Stat_t
+			assert.NilError(t, unix.Lstat(link, &link0))
+			rep, err := Install(context.Background(), host, payload)
+			assert.NilError(t, err)
+			assert.Check(t, !rep.HasChanges())
+			var rec1, link1 unix.Stat_t
+			assert.NilError(t, unix.Lstat(filepath.Join(host, "opt/kata", recordName), &rec1))
+			assert.NilError(t, unix.Lstat(link, &link1))
+			assert.Check(t, is.Equal(rec1.Atim, rec0.Atim), "record atime")
+			assert.Check(t, is.Equal(link1.Atim, link0.Atim), "symlink atime")
 			before := snapshot(t, host)
 			var mtime unix.Stat_t
 			assert.NilError(t, unix.Stat(filepath.Join(host, "opt"), &mtime))
 
 			// A hook proves no step of a write path runs.
 			var steps []string
-			rep, err := Install(context.Background(), host, payload, withStepHook(func(s string) { steps = append(steps, s) }))
+			rep, err = Install(context.Background(), host, payload, withStepHook(func(s string) { steps = append(steps, s) }))
 			assert.NilError(t, err)
 			assert.Check(t, !rep.HasChanges(), rep.String())
 			assert.Check(t, is.Len(steps, 0))

@@ -355,15 +355,12 @@ func readTarball(ctx context.Context, r io.Reader, c *config, stage *hostfs.Dir)
 	// archive is done, since later links change the ctime.
 	if stage != nil {
 		for _, n := range res.nodes {
-			if n.typ != TypeFile {
+			if n.typ == TypeDir {
 				continue
 			}
-			st, err := stage.Lstat(n.path)
-			if err != nil {
+			if err := statNode(stage, n); err != nil {
 				return nil, err
 			}
-			k := keyOf(&st)
-			n.stat = &k
 		}
 	}
 	return res, nil

@@ -112,7 +112,11 @@ func (d *Dir) OpenDir(rel string) (*Dir, error) {
 	if err != nil {
 		return nil, d.pathErr("open", rel, err)
 	}
-	fd, err := openat2(d.fd(), c, unix.O_RDONLY|unix.O_DIRECTORY, 0)
+	// O_NOATIME, as in Open: listing a directory must not write.
+	fd, err := openat2(d.fd(), c, unix.O_RDONLY|unix.O_DIRECTORY|unix.O_NOATIME, 0)
+	if err == unix.EPERM {
+		fd, err = openat2(d.fd(), c, unix.O_RDONLY|unix.O_DIRECTORY, 0)
+	}
 	if err != nil {
 		return nil, d.pathErr("open", rel, err)
 	}
@@ -125,7 +129,13 @@ func (d *Dir) Open(rel string) (*os.File, error) {
 	if err != nil {
 		return nil, d.pathErr("open", rel, err)
 	}
-	fd, err := openat2(d.fd(), c, unix.O_RDONLY|unix.O_NONBLOCK, 0)
+	// O_NOATIME: reading must not write. Without it, the first read after
+	// a file was written updates its atime (relatime), a metadata write.
+	// Only the owner (or CAP_FOWNER) may ask for it; others read without.
+	fd, err := openat2(d.fd(), c, unix.O_RDONLY|unix.O_NONBLOCK|unix.O_NOATIME, 0)
+	if err == unix.EPERM {
+		fd, err = openat2(d.fd(), c, unix.O_RDONLY|unix.O_NONBLOCK, 0)
+	}
 	if err != nil {
 		return nil, d.pathErr("open", rel, err)
 	}

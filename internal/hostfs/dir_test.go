@@ -117,3 +117,28 @@ func TestDirLockSerialises(t *testing.T) {
 	assert.NilError(t, err)
 	assert.Check(t, is.Len(entries, 0), "no lock file left behind")
 }
+
+func TestDirReadsDoNotWrite(t *testing.T) {
+	r, dir := newRoot(t)
+	assert.NilError(t, os.MkdirAll(filepath.Join(dir, "tree/sub"), 0o755))
+	file := filepath.Join(dir, "tree/file")
+	assert.NilError(t, os.WriteFile(file, []byte("data"), 0o644))
+	// atime older than mtime: relatime would update it on the next read.
+	old := time.Now().Add(-time.Hour)
+	for _, p := range []string{file, filepath.Join(dir, "tree/sub")} {
+		assert.NilError(t, os.Chtimes(p, old, time.Now()))
+	}
+	d := openDir(t, r, "/tree")
+	f, err := d.Open("file")
+	assert.NilError(t, err)
+	_, err = f.Read(make([]byte, 8))
+	assert.NilError(t, err)
+	f.Close()
+	_, err = d.ReadDir("sub")
+	assert.NilError(t, err)
+	for _, p := range []string{file, filepath.Join(dir, "tree/sub")} {
+		var st unix.Stat_t
+		assert.NilError(t, unix.Stat(p, &st))
+		assert.Check(t, is.Equal(time.Unix(st.Atim.Unix()).Unix(), old.Unix()), p)
+	}
+}

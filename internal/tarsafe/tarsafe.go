@@ -124,7 +124,7 @@ func NewReader(r io.Reader, limits Limits) (*Reader, error) {
 		// Bounded window and two decoding goroutines keep memory flat
 		// whatever the archive; 64 MiB covers every zstd level but --long.
 		zr, err := zstd.NewReader(br, zstd.WithDecoderConcurrency(2),
-			zstd.WithDecoderMaxWindow(64<<20), zstd.WithDecoderLowmem(true))
+			zstd.WithDecoderMaxWindow(64<<20))
 		if err != nil {
 			return nil, fmt.Errorf("zstd: %w", err)
 		}
