@@ -110,16 +110,26 @@ func copyFileRange(dst *hostfs.Dir, n *node, src *os.File, buf []byte, perFileSy
 	if err := unix.Fstat(int(src.Fd()), &before); err != nil {
 		return err
 	}
-	h := sha256.New()
-	if _, err := io.CopyBuffer(h, onlyReader{src}, buf); err != nil {
-		return fmt.Errorf("read %s: %w", n.path, err)
+	// Hash (pread) while the kernel copies: for a large file the two
+	// overlap on two cores.
+	type result struct {
+		sum []byte
+		err error
 	}
-	n.digest = "sha256:" + hex.EncodeToString(h.Sum(nil))
-	if n.want != "" && n.digest != n.want {
-		return &ChecksumError{Path: n.path, Want: n.want, Got: n.digest}
+	hashed := make(chan result, 1)
+	hashSrc := func() {
+		h := sha256.New()
+		_, err := io.CopyBuffer(h, onlyReader{io.NewSectionReader(src, 0, n.size)}, buf)
+		hashed <- result{h.Sum(nil), err}
+	}
+	if n.size >= pipeMin {
+		go hashSrc()
+	} else {
+		hashSrc()
 	}
 	f, err := dst.Create(n.path, n.mode)
 	if err != nil {
+		<-hashed
 		return err
 	}
 	defer func() {
@@ -128,14 +138,27 @@ func copyFileRange(dst *hostfs.Dir, n *node, src *os.File, buf []byte, perFileSy
 		}
 	}()
 	var off int64
+	var cerr error
 	for off < n.size {
 		k, err := unix.CopyFileRange(int(src.Fd()), &off, int(f.Fd()), nil, int(min(n.size-off, 1<<30)), 0)
 		if err != nil {
-			return fmt.Errorf("copy %s: %w", n.path, err)
+			cerr = fmt.Errorf("copy %s: %w", n.path, err)
+			break
 		}
 		if k == 0 {
 			break
 		}
+	}
+	res := <-hashed
+	if cerr != nil {
+		return cerr
+	}
+	if res.err != nil {
+		return fmt.Errorf("read %s: %w", n.path, res.err)
+	}
+	n.digest = "sha256:" + hex.EncodeToString(res.sum)
+	if n.want != "" && n.digest != n.want {
+		return &ChecksumError{Path: n.path, Want: n.want, Got: n.digest}
 	}
 	var after unix.Stat_t
 	if err := unix.Fstat(int(src.Fd()), &after); err != nil {
