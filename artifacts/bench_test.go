@@ -111,6 +111,7 @@ type benchJob struct {
 	Payload     string
 	Size        int64
 	PerFileSync bool
+	NoKick      bool
 }
 
 // TestBenchHelper runs one benchJob from KATA_DEPLOY_BENCH_JOB and prints
@@ -125,6 +126,9 @@ func TestBenchHelper(t *testing.T) {
 	var opts []Option
 	if j.PerFileSync {
 		opts = append(opts, withPerFileSync())
+	}
+	if j.NoKick {
+		opts = append(opts, func(c *config) { c.noKick = true })
 	}
 	io0 := procIO(t)
 	start := time.Now()

@@ -23,7 +23,7 @@ const bufSize = 1 << 20
 // copyFile writes n below dst from r, hashing as it goes. dst nil only
 // hashes (a dry run). The file gets n's mode exactly; its digest must be
 // n.want when the manifest gave one.
-func copyFile(dst *hostfs.Dir, n *node, r io.Reader, buf []byte, perFileSync bool) error {
+func copyFile(dst *hostfs.Dir, n *node, r io.Reader, buf []byte, perFileSync, noKick bool) error {
 	var f *os.File
 	if dst != nil {
 		var err error
@@ -54,7 +54,7 @@ func copyFile(dst *hostfs.Dir, n *node, r io.Reader, buf []byte, perFileSync boo
 				}
 			}
 			size += int64(k)
-			if f != nil && !perFileSync && size-kicked >= kickEvery {
+			if f != nil && !perFileSync && !noKick && size-kicked >= kickEvery {
 				_ = unix.SyncFileRange(int(f.Fd()), kicked, size-kicked, unix.SYNC_FILE_RANGE_WRITE)
 				kicked = size
 			}
@@ -86,7 +86,7 @@ func copyFile(dst *hostfs.Dir, n *node, r io.Reader, buf []byte, perFileSync boo
 		if err := f.Sync(); err != nil {
 			return err
 		}
-	} else if size > kicked {
+	} else if !noKick && size > kicked {
 		_ = unix.SyncFileRange(int(f.Fd()), kicked, size-kicked, unix.SYNC_FILE_RANGE_WRITE)
 	}
 	var st unix.Stat_t
@@ -105,7 +105,7 @@ func copyFile(dst *hostfs.Dir, n *node, r io.Reader, buf []byte, perFileSync boo
 // is hashed from the page cache, which costs a memory copy less than
 // reading and writing through a buffer. A source that changes meanwhile
 // (its ctime moves) is an error, so the digest is the installed content's.
-func copyFileRange(dst *hostfs.Dir, n *node, src *os.File, buf []byte, perFileSync bool) error {
+func copyFileRange(dst *hostfs.Dir, n *node, src *os.File, buf []byte, perFileSync, noKick bool) error {
 	var before unix.Stat_t
 	if err := unix.Fstat(int(src.Fd()), &before); err != nil {
 		return err
@@ -174,7 +174,7 @@ func copyFileRange(dst *hostfs.Dir, n *node, src *os.File, buf []byte, perFileSy
 		if err := f.Sync(); err != nil {
 			return err
 		}
-	} else {
+	} else if !noKick {
 		_ = unix.SyncFileRange(int(f.Fd()), 0, n.size, unix.SYNC_FILE_RANGE_WRITE)
 	}
 	var st unix.Stat_t

@@ -432,7 +432,7 @@ func (t *target) copyOne(st *hostfs.Dir, p *dirPayload, n *node, buf []byte) err
 		return err
 	}
 	defer f.Close()
-	if err := copyFileRange(st, n, f, buf, t.c.perFileSync); err != nil {
+	if err := copyFileRange(st, n, f, buf, t.c.perFileSync, t.c.noKick); err != nil {
 		return err
 	}
 	t.c.step("copied")
@@ -478,7 +478,7 @@ func (t *target) stage(ctx context.Context, pl *plan, source *statKey, fill func
 				return err
 			}
 		case n.typ == TypeFile && n.data != nil:
-			if err := copyFile(st, n, bytes.NewReader(n.data), buf, t.c.perFileSync); err != nil {
+			if err := copyFile(st, n, bytes.NewReader(n.data), buf, t.c.perFileSync, t.c.noKick); err != nil {
 				return err
 			}
 		}

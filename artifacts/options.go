@@ -31,6 +31,7 @@ type config struct {
 	hook        func(step string) // called at each step boundary
 	perFileSync bool              // fsync every file instead of one syncfs
 	noExchange  bool              // act as if RENAME_EXCHANGE were unsupported
+	noKick      bool              // no early writeback: all of it at the final syncfs
 	workers     int
 }
 

@@ -297,7 +297,7 @@ func readTarball(ctx context.Context, r io.Reader, c *config, stage *hostfs.Dir)
 				capture = &captureWriter{}
 				in = io.TeeReader(tr, capture)
 			}
-			if err := copyFile(stage, n, in, buf, c.perFileSync); err != nil {
+			if err := copyFile(stage, n, in, buf, c.perFileSync, c.noKick); err != nil {
 				return nil, fmt.Errorf("archive entry %s: %w", e.Raw, err)
 			}
 			if capture != nil {
