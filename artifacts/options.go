@@ -25,7 +25,7 @@ type config struct {
 	log        *slog.Logger
 	maxSize    int64
 	maxEntries int
-	settings   Settings
+	settings   settings
 
 	// Unexported knobs for tests and benchmarks.
 	hook        func(step string) // called at each step boundary
@@ -35,9 +35,9 @@ type config struct {
 	workers     int
 }
 
-// Settings are Kata's own settings, written as drop-ins in each shim's
+// settings are Kata's own settings, written as drop-ins in each shim's
 // config.d only when set.
-type Settings struct {
+type settings struct {
 	Debug           bool                // debug logs for runtime, agent and hypervisor, and the agent's debug console
 	Annotations     map[string][]string // shim -> extra hypervisor annotations allowed (enable_annotations)
 	AgentHTTPSProxy string              // agent.https_proxy on the guest kernel command line
