@@ -126,7 +126,7 @@ type Node struct {
 }
 
 // StartNode boots a node of flavour f and waits until its runtime unit is active and its
-// CRI socket answers. t.Cleanup saves the node's journal to its log directory, powers
+// CRI socket answers. t.Cleanup saves the node's journal to its log directory, shuts
 // it off, waits, unmounts and removes its files.
 func StartNode(t testing.TB, f Flavour, opts ...NodeOption) *Node {
 	t.Helper()
@@ -453,7 +453,7 @@ func copyFile(src, dst string, perm os.FileMode) error {
 	return os.WriteFile(dst, data, perm)
 }
 
-// stop saves the journal, powers the node off and removes its files; safe to call on a
+// stop saves the journal, shuts the node down and removes its files; safe to call on a
 // node that failed half-way through boot.
 func (n *Node) stop() error {
 	var errs []error
@@ -469,7 +469,7 @@ func (n *Node) stop() error {
 		}
 	}
 	if n.nspawn != nil {
-		// nspawn turns SIGTERM into SIGRTMIN+3 for the node's systemd: an orderly poweroff.
+		// nspawn turns SIGTERM into SIGRTMIN+3 for the node's systemd: an orderly shutdown (halt).
 		if err := n.nspawn.stop(syscall.SIGTERM, nodeStopTimeout); err != nil {
 			errs = append(errs, err)
 		}
