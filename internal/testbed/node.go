@@ -127,7 +127,7 @@ type Node struct {
 
 // StartNode boots a node of flavour f and waits until its runtime unit is active and its
 // CRI socket answers. t.Cleanup saves the node's journal to its log directory, shuts
-// it off, waits, unmounts and removes its files.
+// it down, waits, unmounts and removes its files.
 func StartNode(t testing.TB, f Flavour, opts ...NodeOption) *Node {
 	t.Helper()
 	e := requireEnv(t)
