@@ -180,11 +180,14 @@ func newHandler(s Shim, root, suffix string) Handler {
 		configDir = path.Join(configDir, "runtime-rs")
 	}
 	return Handler{
-		Name:                         name,
-		Shim:                         s.Name,
-		RuntimeType:                  "io.containerd." + name + ".v2",
-		ShimPath:                     shimPath,
-		ConfigPath:                   path.Join(configDir, s.ConfigFile),
+		Name:        name,
+		Shim:        s.Name,
+		RuntimeType: "io.containerd." + name + ".v2",
+		ShimPath:    shimPath,
+		// Each shim has a directory of its own holding its configuration
+		// and its config.d, so that a drop-in for one hypervisor never
+		// reaches another's configuration (the artifacts package makes it).
+		ConfigPath:                   path.Join(configDir, "runtimes", s.Name, s.ConfigFile),
 		PodAnnotations:               []string{"io.katacontainers.*"},
 		PrivilegedWithoutHostDevices: true,
 		Snapshotter:                  s.Snapshotter,

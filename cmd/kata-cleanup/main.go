@@ -42,16 +42,20 @@ func run(ctx context.Context, args []string, stderr io.Writer, getenv func(strin
 		return cli.Usage("--node-name is required")
 	}
 	log := cli.Logger(stderr)
-	cs, err := cli.KubeClient(*kubeconfig)
+	rc, err := cli.RestConfig(*kubeconfig)
 	if err != nil {
 		return err
 	}
-	n, err := nodelabel.New(cs, *node, nodelabel.WithDomain(*domain), nodelabel.WithLogger(log))
+	api, err := nodelabel.NewAPI(rc)
+	if err != nil {
+		return err
+	}
+	n, err := nodelabel.New(api, *node, nodelabel.WithDomain(*domain), nodelabel.WithLogger(log))
 	if err != nil {
 		return err
 	}
 	cfg := &installer.Config{HostRoot: *hostRoot, Runtime: *rt, Restart: *restart, SystemdSocket: *socket,
-		VerifyTimeout: time.Minute, Kube: cs, Node: n, Log: log}
+		VerifyTimeout: time.Minute, API: api, Node: n, Log: log}
 	var h cli.Health
 	if err := h.Serve(ctx, *health, log); err != nil {
 		return err

@@ -51,7 +51,11 @@ func run(ctx context.Context, args []string, stdout, stderr io.Writer, getenv fu
 	kubeconfig := fs.String("kubeconfig", "", "kubeconfig file (default: in-cluster)")
 	socket := fs.String("systemd-socket", "", "systemd's private socket, a host path (default /run/systemd/private)")
 	verify := fs.Duration("verify-timeout", 2*time.Minute, "how long the runtime and the Node may take to show the handlers")
-	debug := fs.Bool("debug", false, "enable Kata's debug logs (a drop-in in each shim's config.d)")
+	debug := fs.Bool("debug", false, "enable Kata's debug logs and the agent's debug console (a drop-in in each shim's config.d)")
+	httpsProxy := fs.String("agent-https-proxy", "", "HTTPS proxy for the Kata agent (guest kernel parameter agent.https_proxy)")
+	noProxy := fs.String("agent-no-proxy", "", "hosts the Kata agent reaches without proxy (agent.no_proxy)")
+	kernelParams := fs.StringSlice("kernel-params", nil, "extra guest kernel parameters")
+	annotations := fs.StringToString("hypervisor-annotations", nil, "extra hypervisor annotations pods may set, per shim: qemu=default_vcpus;default_memory,clh=...")
 	output := fs.StringP("output", "o", "text", "status output: text or json")
 	if err := cli.Parse(fs, args, getenv); err != nil {
 		return err
@@ -64,15 +68,23 @@ func run(ctx context.Context, args []string, stdout, stderr io.Writer, getenv fu
 	cfg := &installer.Config{HostRoot: *hostRoot, Runtime: *rt, RuntimeVersion: *rtVersion, Payload: *payload, Mode: m, Shims: *shims,
 		DefaultShim: *defaultShim, Prefix: *prefix, Suffix: *suffix, Restart: *restart, SystemdSocket: *socket,
 		VerifyTimeout: *verify, Log: log}
-	cfg.Settings.Debug = *debug
+	cfg.Settings = installer.KataSettings{Debug: *debug, AgentHTTPSProxy: *httpsProxy, AgentNoProxy: *noProxy,
+		KernelParams: *kernelParams, Annotations: map[string][]string{}}
+	for shim, list := range *annotations {
+		cfg.Settings.Annotations[shim] = strings.Split(list, ";")
+	}
 	if *label && (sub == "install" || sub == "uninstall") {
 		if *node == "" {
 			return cli.Usage("--node-name is required with --label (or use --label=false)")
 		}
-		if cfg.Kube, err = cli.KubeClient(*kubeconfig); err != nil {
+		rc, err := cli.RestConfig(*kubeconfig)
+		if err != nil {
 			return err
 		}
-		if cfg.Node, err = nodelabel.New(cfg.Kube, *node, nodelabel.WithDomain(*domain), nodelabel.WithLogger(log)); err != nil {
+		if cfg.API, err = nodelabel.NewAPI(rc); err != nil {
+			return err
+		}
+		if cfg.Node, err = nodelabel.New(cfg.API, *node, nodelabel.WithDomain(*domain), nodelabel.WithLogger(log)); err != nil {
 			return err
 		}
 	}

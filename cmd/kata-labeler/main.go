@@ -34,11 +34,15 @@ func run(ctx context.Context, args []string, stderr io.Writer, getenv func(strin
 		return cli.Usage("--node-name is required")
 	}
 	log := cli.Logger(stderr)
-	cs, err := cli.KubeClient(*kubeconfig)
+	rc, err := cli.RestConfig(*kubeconfig)
 	if err != nil {
 		return err
 	}
-	labeler, err := nodelabel.New(cs, *node, nodelabel.WithDomain(*domain), nodelabel.WithLogger(log))
+	api, err := nodelabel.NewAPI(rc)
+	if err != nil {
+		return err
+	}
+	labeler, err := nodelabel.New(api, *node, nodelabel.WithDomain(*domain), nodelabel.WithLogger(log))
 	if err != nil {
 		return err
 	}

@@ -12,9 +12,6 @@ import (
 	"path"
 	"time"
 
-	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
-	"k8s.io/client-go/kubernetes"
-
 	"github.com/kata-deploy/kata-deploy/artifacts"
 	"github.com/kata-deploy/kata-deploy/containerd"
 	"github.com/kata-deploy/kata-deploy/crio"
@@ -44,12 +41,23 @@ type Config struct {
 	Restart        bool // restart the runtime through systemd
 	SystemdSocket  string
 	VerifyTimeout  time.Duration
-	Settings       artifacts.Settings
+	Settings       KataSettings
 
-	// Kube and Node are nil when the install must not touch the API server.
-	Kube kubernetes.Interface
+	// API and Node are nil when the install must not touch the API server.
+	API  nodelabel.API
 	Node *nodelabel.Client
 	Log  *slog.Logger
+}
+
+// KataSettings are Kata's own settings, written as drop-ins in each shim's
+// config.d only when set.
+type KataSettings struct {
+	Debug           bool
+	AgentHTTPSProxy string
+	AgentNoProxy    string
+	KernelParams    []string
+	// Annotations are extra hypervisor annotations allowed, per shim.
+	Annotations map[string][]string
 }
 
 // engine is what the installer needs of a config engine.
@@ -134,8 +142,8 @@ func (c *Config) detect(ctx context.Context) (*target, error) {
 // runtime the Node reports ("" without an API server).
 func (c *Config) detectVariant(ctx context.Context, root *hostfs.Root) (runtime.Variant, string, error) {
 	var reported string
-	if c.Kube != nil && c.Node != nil {
-		n, err := c.Kube.CoreV1().Nodes().Get(ctx, c.Node.Node(), metav1.GetOptions{})
+	if c.API != nil && c.Node != nil {
+		n, err := c.API.GetNode(ctx, c.Node.Node())
 		if err != nil {
 			return "", "", fmt.Errorf("read Node %s: %w", c.Node.Node(), err)
 		}

@@ -50,6 +50,12 @@ func (c *Config) Install(ctx context.Context) (err error) {
 		return fmt.Errorf("install payload: %w", err)
 	}
 	c.log().Info("payload installed", "dest", rep.Dest, "added", len(rep.Added), "changed", len(rep.Changed), "removed", len(rep.Removed))
+	for _, h := range t.spec.Handlers {
+		if got := rep.Shims[h.Shim]; got != h.ConfigPath {
+			c.undoPayload(ctx, hadPayload)
+			return fmt.Errorf("handler %s needs %s, but the payload provides %q for shim %s: pick --shims from those the payload has", h.Name, h.ConfigPath, got, h.Shim)
+		}
+	}
 	if err := t.engine.Apply(ctx, plan); err != nil {
 		c.undoPayload(ctx, hadPayload)
 		return fmt.Errorf("register Kata with %s: %w", t.variant, err)
