@@ -323,7 +323,7 @@ func (t *target) finishUnchanged(pl *plan, source *statKey, dry bool) (*Report, 
 			return nil, err
 		}
 		t.c.log.Info("refreshed the installation record", "dest", t.dest)
-	} else {
+	} else if !dry {
 		t.c.log.Info("kata already installed", "dest", t.dest)
 	}
 	pl.rep.Kept = nil

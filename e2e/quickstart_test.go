@@ -89,7 +89,20 @@ func quickStart(t *testing.T, f testbed.Flavour) {
 	took := c.waitLabel(t, n.Name(), runtimeLabel, want, time.Minute)
 	t.Logf("kata-labeler: node labelled %s=%s in %s", runtimeLabel, want, took.Round(time.Millisecond))
 
-	// 2. The installer installs, restarts the runtime once, verifies, labels.
+	// 2. A dry run shows what the install will do, and changes nothing.
+	plan, err := n.run(t, "kata-installer", n.env("kata-installer"), "plan")
+	if err != nil {
+		t.Fatalf("plan: %v\n%s", err, plan)
+	}
+	for _, s := range []string{"+ /opt/kata/bin/containerd-shim-kata-v2", "kata-qemu", "# restarts: " + unit} {
+		if !strings.Contains(plan, s) {
+			t.Errorf("kata-installer plan does not mention %q:\n%s", s, plan)
+		}
+	}
+	assertSameFiles(t, before, hostFiles(t, n, false), "kata-installer plan")
+	t.Logf("kata-installer plan (dry run, nothing changed):\n%s", indent(configDiff(plan)))
+
+	// 3. The installer installs, restarts the runtime once, verifies, labels.
 	since := time.Now()
 	installer := n.start(t, "kata-installer", n.env("kata-installer", "KATA_DAEMONSET="))
 	took = c.waitLabel(t, n.Name(), kataLabel, "true", 3*time.Minute)
@@ -121,7 +134,13 @@ func quickStart(t *testing.T, f testbed.Flavour) {
 		t.Errorf("no success event on the Node; events: %v", reasons)
 	}
 
-	// 3. Running the installer again changes nothing and restarts nothing.
+	status, err := n.run(t, "kata-installer", n.env("kata-installer"), "status")
+	if err != nil || !strings.Contains(status, "installed: yes") {
+		t.Errorf("kata-installer status: %v\n%s", err, status)
+	}
+	t.Logf("kata-installer status:\n%s", indent(status))
+
+	// 4. Running the installer again changes nothing and restarts nothing.
 	installed := hostFiles(t, n, true)
 	since = time.Now()
 	out, err := n.run(t, "kata-installer", n.env("kata-installer", "KATA_ONCE=true"))
@@ -134,7 +153,7 @@ func quickStart(t *testing.T, f testbed.Flavour) {
 	assertSameFiles(t, installed, hostFiles(t, n, true), "the no-op re-run")
 	t.Logf("second kata-installer run: no file changed, no restart")
 
-	// 4. Deleting the installer DaemonSet: SIGTERM uninstalls and marks the
+	// 5. Deleting the installer DaemonSet: SIGTERM uninstalls and marks the
 	// node for cleanup; the cleanup DaemonSet then removes the labels and
 	// restarts the runtime.
 	since = time.Now()
@@ -161,6 +180,22 @@ func quickStart(t *testing.T, f testbed.Flavour) {
 		t.Errorf("%s started %d times during uninstall and cleanup, want 2 (uninstall, cleanup)", unit, got)
 	}
 	t.Logf("kata-cleanup: both labels removed, %s restarted", unit)
+}
+
+// configDiff keeps the runtime-config part of a plan: the payload's file
+// list is long and says little.
+func configDiff(plan string) string {
+	var out []string
+	for _, l := range strings.Split(plan, "\n") {
+		if !strings.HasPrefix(l, "+ /opt/") && !strings.HasPrefix(l, "~ /opt/") {
+			out = append(out, l)
+		}
+	}
+	return strings.Join(out, "\n")
+}
+
+func indent(s string) string {
+	return "    " + strings.ReplaceAll(strings.TrimRight(s, "\n"), "\n", "\n    ")
 }
 
 // hostFiles reads the runtime's config files and kata-deploy's state;
