@@ -118,10 +118,39 @@ func (c *Config) rollback(ctx context.Context, t *target, hadPayload bool, cause
 			errs = append(errs, fmt.Errorf("rollback: %w", err))
 		} else {
 			c.log().Info("runtime restarted on its previous config", "unit", unit)
+			if err := c.answers(ctx, t); err != nil {
+				errs = append(errs, fmt.Errorf("rollback: %w", err))
+			} else {
+				c.log().Info("the runtime answers CRI again on its previous config", "unit", unit)
+			}
 		}
 	}
 	c.undoPayload(ctx, hadPayload)
 	return errors.Join(errs...)
+}
+
+// answers waits until the runtime answers CRI Status: a restart job that
+// succeeded only says the unit is active, and a runtime can be active with
+// its CRI plugin failed (containerd 1.x).
+func (c *Config) answers(ctx context.Context, t *target) error {
+	ctx, cancel := context.WithTimeout(ctx, c.VerifyTimeout)
+	defer cancel()
+	client, err := c.criClient(t.variant)
+	if err != nil {
+		return err
+	}
+	defer client.Close()
+	for {
+		_, err := client.Handlers(ctx)
+		if err == nil {
+			return nil
+		}
+		select {
+		case <-ctx.Done():
+			return fmt.Errorf("the runtime does not answer on %s after the restart: %w", t.variant.CRISocket(), err)
+		case <-time.After(250 * time.Millisecond):
+		}
+	}
 }
 
 func (c *Config) undoPayload(ctx context.Context, hadPayload bool) {
