@@ -31,6 +31,7 @@ type bus interface {
 	GetUnitPropertiesContext(ctx context.Context, unit string) (map[string]any, error)
 	GetUnitTypePropertyContext(ctx context.Context, unit, unitType, propertyName string) (*sddbus.Property, error)
 	ReloadContext(ctx context.Context) error
+	ResetFailedUnitContext(ctx context.Context, name string) error
 	Close()
 }
 
@@ -260,19 +261,26 @@ func (c *Client) Restart(ctx context.Context, unit string) (UnitStatus, error) {
 		return before, unitErr(unit, "restart", "", before, ErrUnitNotLoaded)
 	}
 
-	// Buffered: go-systemd sends the result while holding its lock, and
-	// nobody reads if we stop waiting.
-	done := make(chan string, 1)
 	start := time.Now()
 	c.log.Info("restarting unit", "unit", unit, "activeState", before.ActiveState, "activeEnter", before.ActiveEnter)
-	if _, err := c.bus.RestartUnitContext(ctx, unit, "replace", done); err != nil {
-		return c.failure(ctx, unit, "restart", "", err)
+	result, err := c.restartJob(ctx, unit)
+	if err == nil && result != "done" && c.startLimitHit(ctx, unit) {
+		// systemd refuses a start after StartLimitBurst starts within
+		// StartLimitIntervalSec (5 in 10 s by default), counting the
+		// restarts asked for over D-Bus, and leaves the unit failed: a
+		// runtime restarted for an install, its rollback and a cleanup in
+		// quick succession, or one that crash-looped on a bad config before
+		// a rollback, would stay down. The limit is there to stop a unit's
+		// own crash loop, not one deliberate restart: reset it, as
+		// "systemctl reset-failed" does, and try once more.
+		c.log.Warn("systemd's start limit refused the restart; resetting it and trying once more", "unit", unit)
+		if err := c.bus.ResetFailedUnitContext(ctx, unit); err != nil {
+			return c.failure(ctx, unit, "restart", result, fmt.Errorf("reset the start limit: %w", err))
+		}
+		result, err = c.restartJob(ctx, unit)
 	}
-	var result string
-	select {
-	case result = <-done:
-	case <-ctx.Done():
-		return c.failure(ctx, unit, "restart", "", fmt.Errorf("waiting for the job: %w", ctx.Err()))
+	if err != nil {
+		return c.failure(ctx, unit, "restart", "", err)
 	}
 	if result != "done" {
 		return c.failure(ctx, unit, "restart", result, ErrJobFailed)
@@ -283,6 +291,37 @@ func (c *Client) Restart(ctx context.Context, unit string) (UnitStatus, error) {
 	}
 	c.log.Info("restarted unit", "unit", unit, "took", time.Since(start), "activeState", after.ActiveState, "subState", after.SubState, "activeEnter", after.ActiveEnter)
 	return after, nil
+}
+
+// restartJob queues a restart job and returns its result; err is set when
+// the job could not be queued or ctx ended first.
+func (c *Client) restartJob(ctx context.Context, unit string) (string, error) {
+	// Buffered: go-systemd sends the result while holding its lock, and
+	// nobody reads if we stop waiting.
+	done := make(chan string, 1)
+	if _, err := c.bus.RestartUnitContext(ctx, unit, "replace", done); err != nil {
+		return "", err
+	}
+	select {
+	case result := <-done:
+		return result, nil
+	case <-ctx.Done():
+		return "", fmt.Errorf("waiting for the job: %w", ctx.Err())
+	}
+}
+
+// startLimitHit reports whether the service's last start was refused by
+// systemd's start rate limit (its Result property is "start-limit-hit").
+func (c *Client) startLimitHit(ctx context.Context, unit string) bool {
+	if !strings.HasSuffix(unit, ".service") {
+		return false
+	}
+	p, err := c.bus.GetUnitTypePropertyContext(ctx, unit, "Service", "Result")
+	if err != nil {
+		return false
+	}
+	r, _ := p.Value.Value().(string)
+	return r == "start-limit-hit"
 }
 
 // failure builds the error for a restart that did not end in "done", with

@@ -25,6 +25,8 @@ type fakeBus struct {
 	restart  func(unit string, ch chan<- string) error
 	restarts []string
 	reloads  int
+	resets   []string
+	result   string // the Service Result property ("" reads as "success")
 }
 
 func (f *fakeBus) RestartUnitContext(ctx context.Context, name, mode string, ch chan<- string) (int, error) {
@@ -52,7 +54,24 @@ func (f *fakeBus) GetUnitPropertiesContext(ctx context.Context, unit string) (ma
 }
 
 func (f *fakeBus) GetUnitTypePropertyContext(ctx context.Context, unit, unitType, name string) (*sddbus.Property, error) {
+	if name == "Result" {
+		f.mu.Lock()
+		defer f.mu.Unlock()
+		r := f.result
+		if r == "" {
+			r = "success"
+		}
+		return &sddbus.Property{Name: name, Value: godbus.MakeVariant(r)}, nil
+	}
 	return &sddbus.Property{Name: name, Value: godbus.MakeVariant(uint32(3))}, nil
+}
+
+func (f *fakeBus) ResetFailedUnitContext(ctx context.Context, name string) error {
+	f.mu.Lock()
+	defer f.mu.Unlock()
+	f.resets = append(f.resets, name)
+	f.result = "success"
+	return nil
 }
 
 func (f *fakeBus) ReloadContext(ctx context.Context) error { f.reloads++; return nil }
@@ -100,6 +119,39 @@ func TestRestartJobFailed(t *testing.T) {
 	assert.Check(t, is.Equal(ue.ActiveState, "activating"))
 	assert.Check(t, is.Equal(ue.SubState, "auto-restart"))
 	assert.Check(t, is.Equal(err.Error(), `systemd: restart crio.service: job result "failed" (unit now loaded/activating/auto-restart)`))
+}
+
+func TestRestartStartLimitHit(t *testing.T) {
+	for _, again := range []bool{false, true} {
+		f := &fakeBus{}
+		f.set("containerd.service", "active", "running", time.Now())
+		f.restart = func(unit string, ch chan<- string) error {
+			f.mu.Lock()
+			hit := f.result == "" || again
+			if hit {
+				f.result = "start-limit-hit"
+			}
+			f.mu.Unlock()
+			if hit {
+				f.set(unit, "failed", "failed", time.Time{})
+				ch <- "failed"
+				return nil
+			}
+			f.set(unit, "active", "running", time.Now())
+			ch <- "done"
+			return nil
+		}
+		st, err := newClient(f, nil).Restart(context.Background(), "containerd.service")
+		// One reset and one more try, never a loop.
+		assert.Check(t, is.DeepEqual(f.resets, []string{"containerd.service"}))
+		assert.Check(t, is.Len(f.restarts, 2))
+		if again {
+			assert.Check(t, errors.Is(err, ErrJobFailed))
+			continue
+		}
+		assert.NilError(t, err)
+		assert.Check(t, st.Active())
+	}
 }
 
 func TestRestartContextEnds(t *testing.T) {
