@@ -42,7 +42,7 @@ func run(ctx context.Context, args []string, stdout, stderr io.Writer, getenv fu
 	prefix := fs.String("prefix", runtime.DefaultPrefix, "host directory Kata is installed under, as <prefix>/kata")
 	suffix := fs.String("suffix", "", "name of an independent second install: <prefix>/kata-<suffix>, handlers kata-<shim>-<suffix>")
 	restart := fs.Bool("restart", true, "restart the runtime through systemd when its config changed (false: no systemd calls)")
-	label := fs.Bool("label", true, "label the node and record events through the API server (false: no API server needed)")
+	label := fs.Bool("label", true, "use the API server: read the Node, label it, record events (false: no API server needed)")
 	once := fs.Bool("once", false, "exit after installing instead of waiting for SIGTERM")
 	node := fs.String("node-name", "", "this node's name (required with --label)")
 	ds := fs.String("daemonset", "", "namespace/name of this installer's DaemonSet: on SIGTERM, uninstall only if it no longer targets the node")
@@ -73,7 +73,7 @@ func run(ctx context.Context, args []string, stdout, stderr io.Writer, getenv fu
 	for shim, list := range *annotations {
 		cfg.Settings.Annotations[shim] = strings.Split(list, ";")
 	}
-	if *label && (sub == "install" || sub == "uninstall") {
+	if *label {
 		if *node == "" {
 			return cli.Usage("--node-name is required with --label (or use --label=false)")
 		}
