@@ -4,6 +4,7 @@ import (
 	"bytes"
 	"errors"
 	"fmt"
+	"github.com/kata-deploy/kata-deploy/runtime"
 	"strings"
 
 	"github.com/pelletier/go-toml/v2"
@@ -11,31 +12,6 @@ import (
 
 	"github.com/kata-deploy/kata-deploy/internal/tomltext"
 )
-
-// ConfigError is a problem with a containerd config file, naming the file,
-// the line and the key at fault.
-type ConfigError struct {
-	Path string // host path of the file
-	Line int    // 1-based; 0 when unknown
-	Key  string // dotted key; "" when not about one key
-	Err  error
-}
-
-func (e *ConfigError) Error() string {
-	var b strings.Builder
-	b.WriteString(e.Path)
-	if e.Line > 0 {
-		fmt.Fprintf(&b, ":%d", e.Line)
-	}
-	if e.Key != "" {
-		fmt.Fprintf(&b, ": key %s", e.Key)
-	}
-	b.WriteString(": ")
-	b.WriteString(e.Err.Error())
-	return b.String()
-}
-
-func (e *ConfigError) Unwrap() error { return e.Err }
 
 // document is one parsed containerd config file: its decoded values, and
 // the byte offsets the engine needs to edit it without touching anything
@@ -99,13 +75,13 @@ func (d *document) decodeError(err error) error {
 	var de *toml.DecodeError
 	if errors.As(err, &de) {
 		line, _ := de.Position()
-		return &ConfigError{Path: d.path, Line: line, Key: strings.Join(de.Key(), "."), Err: errors.New(de.String())}
+		return &runtime.ConfigError{Path: d.path, Line: line, Key: strings.Join(de.Key(), "."), Err: errors.New(de.String())}
 	}
 	var sm *toml.StrictMissingError
 	if errors.As(err, &sm) {
-		return &ConfigError{Path: d.path, Err: err}
+		return &runtime.ConfigError{Path: d.path, Err: err}
 	}
-	return &ConfigError{Path: d.path, Err: fmt.Errorf("malformed TOML: %w", err)}
+	return &runtime.ConfigError{Path: d.path, Err: fmt.Errorf("malformed TOML: %w", err)}
 }
 
 func (d *document) readVersion() error {
@@ -116,10 +92,10 @@ func (d *document) readVersion() error {
 	}
 	n, ok := v.(int64)
 	if !ok {
-		return &ConfigError{Path: d.path, Line: d.lineOfKey("version"), Key: "version", Err: fmt.Errorf("want an integer, got %v (%T)", v, v)}
+		return &runtime.ConfigError{Path: d.path, Line: d.lineOfKey("version"), Key: "version", Err: fmt.Errorf("want an integer, got %v (%T)", v, v)}
 	}
 	if n < 1 || n > 4 {
-		return &ConfigError{Path: d.path, Line: d.lineOfKey("version"), Key: "version", Err: fmt.Errorf("unknown containerd config version %d (known: 1 to 4)", n)}
+		return &runtime.ConfigError{Path: d.path, Line: d.lineOfKey("version"), Key: "version", Err: fmt.Errorf("unknown containerd config version %d (known: 1 to 4)", n)}
 	}
 	d.version = int(n)
 	return nil
@@ -198,7 +174,7 @@ func (d *document) index(marker string) error {
 		}
 	}
 	if err := p.Error(); err != nil {
-		return &ConfigError{Path: d.path, Err: fmt.Errorf("malformed TOML: %w", err)}
+		return &runtime.ConfigError{Path: d.path, Err: fmt.Errorf("malformed TOML: %w", err)}
 	}
 	return nil
 }
@@ -207,7 +183,7 @@ func (d *document) readImports(e *unstable.Node) (*importsArray, error) {
 	v := e.Value()
 	line := d.line(int(e.Raw.Offset))
 	if v.Kind != unstable.Array {
-		return nil, &ConfigError{Path: d.path, Line: line, Key: "imports", Err: errors.New("want an array of file paths")}
+		return nil, &runtime.ConfigError{Path: d.path, Line: line, Key: "imports", Err: errors.New("want an array of file paths")}
 	}
 	a := &importsArray{line: line, close: int(e.Raw.Offset+e.Raw.Length) - 1}
 	it := v.Children()
@@ -217,12 +193,12 @@ func (d *document) readImports(e *unstable.Node) (*importsArray, error) {
 			continue
 		}
 		if n.Kind != unstable.String {
-			return nil, &ConfigError{Path: d.path, Line: line, Key: "imports", Err: errors.New("want an array of strings")}
+			return nil, &runtime.ConfigError{Path: d.path, Line: line, Key: "imports", Err: errors.New("want an array of strings")}
 		}
 		a.elems = append(a.elems, importElem{value: string(n.Data), start: int(n.Raw.Offset), end: int(n.Raw.Offset + n.Raw.Length)})
 	}
 	if d.data[a.close] != ']' {
-		return nil, &ConfigError{Path: d.path, Line: line, Key: "imports", Err: errors.New("cannot find the end of the array")}
+		return nil, &runtime.ConfigError{Path: d.path, Line: line, Key: "imports", Err: errors.New("cannot find the end of the array")}
 	}
 	return a, nil
 }

@@ -4,6 +4,7 @@ import (
 	"errors"
 	"fmt"
 	"github.com/kata-deploy/kata-deploy/internal/tomltext"
+	"github.com/kata-deploy/kata-deploy/runtime"
 	"maps"
 	"reflect"
 
@@ -120,9 +121,9 @@ func verify(orig *document, after []byte, expect func(map[string]any)) error {
 		var de *toml.DecodeError
 		if errors.As(err, &de) {
 			line, _ := de.Position()
-			return &ConfigError{Path: orig.path, Line: line, Err: fmt.Errorf("cannot add the Kata runtimes to this file: %s", de.String())}
+			return &runtime.ConfigError{Path: orig.path, Line: line, Err: fmt.Errorf("cannot add the Kata runtimes to this file: %s", de.String())}
 		}
-		return &ConfigError{Path: orig.path, Err: fmt.Errorf("cannot add the Kata runtimes to this file: %w", err)}
+		return &runtime.ConfigError{Path: orig.path, Err: fmt.Errorf("cannot add the Kata runtimes to this file: %w", err)}
 	}
 	want := cloneTree(orig.tree)
 	expect(want)
@@ -130,7 +131,7 @@ func verify(orig *document, after []byte, expect func(map[string]any)) error {
 		return nil
 	}
 	if d := cmp.Diff(want, got); d != "" {
-		return &ConfigError{Path: orig.path, Err: fmt.Errorf("internal error: the edit would change more than the Kata runtimes (-want +got):\n%s", d)}
+		return &runtime.ConfigError{Path: orig.path, Err: fmt.Errorf("internal error: the edit would change more than the Kata runtimes (-want +got):\n%s", d)}
 	}
 	return nil
 }

@@ -252,7 +252,7 @@ func (e *Engine) planDistro(f *files, spec runtime.Spec) error {
 		if main.version >= 3 {
 			sub = "config-v3.toml.d"
 		}
-		return &ConfigError{Path: e.configPath, Key: "imports", Err: fmt.Errorf(
+		return &runtime.ConfigError{Path: e.configPath, Key: "imports", Err: fmt.Errorf(
 			"the rendered config imports no drop-in directory, and kata-deploy will not edit a file %s regenerates; "+
 				"upgrade %s to a release whose containerd config imports %s/%s/*.toml, or add `imports = [\"%s/%s/*.toml\"]` to %s/%s.tmpl and restart %s",
 			e.variant, e.variant, d, sub, d, sub, d, path.Base(e.configPath), e.variant.RuntimeUnit())}
@@ -384,7 +384,7 @@ func (e *Engine) entries(base *document, spec runtime.Spec) ([]entry, error) {
 	keys := runtimesKeys(base.version)
 	for i := range keys {
 		if line, ok := base.inline[tomltext.DottedKey(keys[:i+1]...)]; ok {
-			return nil, &ConfigError{Path: base.path, Line: line, Key: tomltext.DottedKey(keys[:i+1]...),
+			return nil, &runtime.ConfigError{Path: base.path, Line: line, Key: tomltext.DottedKey(keys[:i+1]...),
 				Err: errors.New("is an inline table, which TOML does not allow extending; write it as [table] sections so that runtimes can be added")}
 		}
 	}
@@ -403,7 +403,7 @@ func (e *Engine) entries(base *document, spec runtime.Spec) ([]entry, error) {
 	}
 	if spec.Mode == runtime.ModeUntrusted {
 		if v, ok := base.lookup("plugins", criPlugin(base.version), "containerd", "untrusted_workload_runtime", "runtime_type"); ok && v != "" {
-			return nil, &ConfigError{Path: base.path, Key: tomltext.DottedKey("plugins", criPlugin(base.version), "containerd", "untrusted_workload_runtime"),
+			return nil, &runtime.ConfigError{Path: base.path, Key: tomltext.DottedKey("plugins", criPlugin(base.version), "containerd", "untrusted_workload_runtime"),
 				Err: errors.New("already names an untrusted workload runtime; remove it to let Kata serve untrusted workloads")}
 		}
 		u := spec.Handlers[0]
@@ -412,7 +412,7 @@ func (e *Engine) entries(base *document, spec runtime.Spec) ([]entry, error) {
 	}
 	for _, en := range out {
 		if _, taken := runtimes[en.name]; taken {
-			return nil, &ConfigError{Path: base.path, Key: tomltext.DottedKey(append(keys, en.name)...),
+			return nil, &runtime.ConfigError{Path: base.path, Key: tomltext.DottedKey(append(keys, en.name)...),
 				Err: errors.New("is already defined; kata-deploy will not overwrite a runtime it did not write (remove it, or install with another name suffix)")}
 		}
 	}
@@ -467,7 +467,7 @@ func (e *Engine) importedDir(main *document) (string, error) {
 			continue
 		}
 		if missing != "" {
-			return "", &ConfigError{Path: main.path, Line: main.imports.line, Key: "imports", Err: fmt.Errorf(
+			return "", &runtime.ConfigError{Path: main.path, Line: main.imports.line, Key: "imports", Err: fmt.Errorf(
 				"%q does not exist, and containerd stops reading imports at the first missing file, so it would never load %s; remove the stale entry",
 				missing, path.Join(dir, e.dropInName()))}
 		}
@@ -573,7 +573,7 @@ func (e *Engine) checkVersion(doc *document) error {
 		newest = 3
 	}
 	if doc.version > newest {
-		return &ConfigError{Path: doc.path, Line: doc.lineOfKey("version"), Key: "version",
+		return &runtime.ConfigError{Path: doc.path, Line: doc.lineOfKey("version"), Key: "version",
 			Err: fmt.Errorf("config version %d, but containerd %s reads config versions 1 to %d", doc.version, e.version, newest)}
 	}
 	return nil

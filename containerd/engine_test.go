@@ -210,9 +210,9 @@ func TestBadConfigs(t *testing.T) {
 			e := newEngine(t, host, hc)
 			_, err := e.PlanInstall(specFor(t, hc))
 			assert.ErrorContains(t, err, c.msg)
-			var ce *ConfigError
+			var ce *runtime.ConfigError
 			if c.mode == "" {
-				assert.Assert(t, errors.As(err, &ce), "want a *ConfigError, got %T: %v", err, err)
+				assert.Assert(t, errors.As(err, &ce), "want a *runtime.ConfigError, got %T: %v", err, err)
 				assert.Check(t, is.Equal(ce.Path, "/etc/containerd/config.toml"))
 				if c.line > 0 {
 					assert.Check(t, is.Equal(ce.Line, c.line))

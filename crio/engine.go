@@ -29,30 +29,6 @@ const (
 // runtimeRoot is where CRI-O keeps state for VM runtimes, as Kata expects.
 const runtimeRoot = "/run/vc"
 
-// ConfigError is a problem with a CRI-O config file, naming the file, the
-// line and the key at fault.
-type ConfigError struct {
-	Path string
-	Line int
-	Key  string
-	Err  error
-}
-
-func (e *ConfigError) Error() string {
-	var b strings.Builder
-	b.WriteString(e.Path)
-	if e.Line > 0 {
-		fmt.Fprintf(&b, ":%d", e.Line)
-	}
-	if e.Key != "" {
-		fmt.Fprintf(&b, ": key %s", e.Key)
-	}
-	b.WriteString(": " + e.Err.Error())
-	return b.String()
-}
-
-func (e *ConfigError) Unwrap() error { return e.Err }
-
 // Engine registers Kata runtime handlers with CRI-O under a host root.
 type Engine struct {
 	root       *hostfs.Root
@@ -191,13 +167,13 @@ func (e *Engine) checkConflicts(spec runtime.Spec) error {
 			var de *toml.DecodeError
 			if errors.As(err, &de) {
 				line, _ := de.Position()
-				return &ConfigError{Path: p, Line: line, Key: strings.Join(de.Key(), "."), Err: errors.New(de.String())}
+				return &runtime.ConfigError{Path: p, Line: line, Key: strings.Join(de.Key(), "."), Err: errors.New(de.String())}
 			}
-			return &ConfigError{Path: p, Err: err}
+			return &runtime.ConfigError{Path: p, Err: err}
 		}
 		for _, h := range spec.Handlers {
 			if _, ok := cfg.Crio.Runtime.Runtimes[h.Name]; ok {
-				return &ConfigError{Path: p, Key: "crio.runtime.runtimes." + h.Name,
+				return &runtime.ConfigError{Path: p, Key: "crio.runtime.runtimes." + h.Name,
 					Err: errors.New("is already defined; kata-deploy will not shadow a runtime handler it did not write (remove it, or install with another name suffix)")}
 			}
 		}

@@ -130,7 +130,7 @@ func TestRefusals(t *testing.T) {
 			_, err := newEngine(t, host).PlanInstall(spec(t, mode))
 			assert.ErrorContains(t, err, c.msg)
 			if c.key != "" || c.line != 0 {
-				var ce *ConfigError
+				var ce *runtime.ConfigError
 				assert.Assert(t, errors.As(err, &ce))
 				assert.Check(t, is.Equal(ce.Path, "/etc/crio/crio.conf"))
 				assert.Check(t, is.Equal(ce.Key, c.key))

@@ -38,19 +38,8 @@ func run(ctx context.Context, args []string, stderr io.Writer, getenv func(strin
 	if err := cli.Parse(fs, args, getenv); err != nil {
 		return err
 	}
-	if *node == "" {
-		return cli.Usage("--node-name is required")
-	}
 	log := cli.Logger(stderr)
-	rc, err := cli.RestConfig(*kubeconfig)
-	if err != nil {
-		return err
-	}
-	api, err := nodelabel.NewAPI(rc)
-	if err != nil {
-		return err
-	}
-	n, err := nodelabel.New(api, *node, nodelabel.WithDomain(*domain), nodelabel.WithLogger(log))
+	api, n, err := cli.NodeClient(*kubeconfig, *node, *domain, log)
 	if err != nil {
 		return err
 	}

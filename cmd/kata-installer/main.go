@@ -74,17 +74,7 @@ func run(ctx context.Context, args []string, stdout, stderr io.Writer, getenv fu
 		cfg.Settings.Annotations[shim] = strings.Split(list, ";")
 	}
 	if *label {
-		if *node == "" {
-			return cli.Usage("--node-name is required with --label (or use --label=false)")
-		}
-		rc, err := cli.RestConfig(*kubeconfig)
-		if err != nil {
-			return err
-		}
-		if cfg.API, err = nodelabel.NewAPI(rc); err != nil {
-			return err
-		}
-		if cfg.Node, err = nodelabel.New(cfg.API, *node, nodelabel.WithDomain(*domain), nodelabel.WithLogger(log)); err != nil {
+		if cfg.API, cfg.Node, err = cli.NodeClient(*kubeconfig, *node, *domain, log); err != nil {
 			return err
 		}
 	}

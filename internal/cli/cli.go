@@ -15,8 +15,8 @@ import (
 	"sync/atomic"
 	"time"
 
+	"github.com/kata-deploy/kata-deploy/nodelabel"
 	"github.com/spf13/pflag"
-	"k8s.io/client-go/kubernetes"
 	"k8s.io/client-go/rest"
 	"k8s.io/client-go/tools/clientcmd"
 )
@@ -92,9 +92,9 @@ func ExitCode(err error, stderr io.Writer) int {
 // Logger logs text lines to w.
 func Logger(w io.Writer) *slog.Logger { return slog.New(slog.NewTextHandler(w, nil)) }
 
-// KubeClient returns a client for the API server: from kubeconfig if set,
-// else the in-cluster service account.
-func KubeClient(kubeconfig string) (kubernetes.Interface, error) {
+// RestConfig returns the API server's client config: from kubeconfig if
+// set, else the in-cluster service account.
+func RestConfig(kubeconfig string) (*rest.Config, error) {
 	var cfg *rest.Config
 	var err error
 	if kubeconfig != "" {
@@ -106,7 +106,7 @@ func KubeClient(kubeconfig string) (kubernetes.Interface, error) {
 		return nil, fmt.Errorf("API server config: %w", err)
 	}
 	cfg.UserAgent = "kata-deploy"
-	return kubernetes.NewForConfig(cfg)
+	return cfg, nil
 }
 
 // Health serves /healthz (alive) and /readyz (after SetReady) until ctx
@@ -146,4 +146,25 @@ func (h *Health) Serve(ctx context.Context, addr string, log *slog.Logger) error
 	log.Info("serving health endpoints", "addr", ln.Addr().String())
 	go srv.Serve(ln)
 	return nil
+}
+
+// NodeClient returns the API and a labelling client for one node, as the
+// three commands use them.
+func NodeClient(kubeconfig, node, domain string, log *slog.Logger) (nodelabel.API, *nodelabel.Client, error) {
+	if node == "" {
+		return nil, nil, Usage("--node-name is required (or %s)", EnvName("node-name"))
+	}
+	rc, err := RestConfig(kubeconfig)
+	if err != nil {
+		return nil, nil, err
+	}
+	api, err := nodelabel.NewAPI(rc)
+	if err != nil {
+		return nil, nil, err
+	}
+	c, err := nodelabel.New(api, node, nodelabel.WithDomain(domain), nodelabel.WithLogger(log))
+	if err != nil {
+		return nil, nil, err
+	}
+	return api, c, nil
 }
