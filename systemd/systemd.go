@@ -261,21 +261,26 @@ func (c *Client) Restart(ctx context.Context, unit string) (UnitStatus, error) {
 		return before, unitErr(unit, "restart", "", before, ErrUnitNotLoaded)
 	}
 
+	if before, err = c.settle(ctx, unit, before); err != nil {
+		return before, &UnitError{Unit: unit, Op: "restart", Err: err}
+	}
 	start := time.Now()
 	c.log.Info("restarting unit", "unit", unit, "activeState", before.ActiveState, "activeEnter", before.ActiveEnter)
 	result, err := c.restartJob(ctx, unit)
-	if err == nil && result != "done" && c.startLimitHit(ctx, unit) {
+	if err == nil && result != "done" && c.leftFailed(ctx, unit) {
 		// systemd refuses a start after StartLimitBurst starts within
 		// StartLimitIntervalSec (5 in 10 s by default), counting the
 		// restarts asked for over D-Bus, and leaves the unit failed: a
 		// runtime restarted for an install, its rollback and a cleanup in
 		// quick succession, or one that crash-looped on a bad config before
-		// a rollback, would stay down. The limit is there to stop a unit's
-		// own crash loop, not one deliberate restart: reset it, as
-		// "systemctl reset-failed" does, and try once more.
-		c.log.Warn("systemd's start limit refused the restart; resetting it and trying once more", "unit", unit)
+		// a rollback, would stay down. The unit's Result does not tell:
+		// it keeps an earlier failure ("exit-code") when there was one. The
+		// limit is there to stop a unit's own crash loop, not a deliberate
+		// restart: reset the failed state and the limit, as "systemctl
+		// reset-failed" does, and try once more.
+		c.log.Warn("the restart left the unit failed; resetting its failed state and start limit and trying once more", "unit", unit, "result", result)
 		if err := c.bus.ResetFailedUnitContext(ctx, unit); err != nil {
-			return c.failure(ctx, unit, "restart", result, fmt.Errorf("reset the start limit: %w", err))
+			return c.failure(ctx, unit, "restart", result, fmt.Errorf("reset-failed: %w", err))
 		}
 		result, err = c.restartJob(ctx, unit)
 	}
@@ -310,18 +315,54 @@ func (c *Client) restartJob(ctx context.Context, unit string) (string, error) {
 	}
 }
 
-// startLimitHit reports whether the service's last start was refused by
-// systemd's start rate limit (its Result property is "start-limit-hit").
-func (c *Client) startLimitHit(ctx context.Context, unit string) bool {
-	if !strings.HasSuffix(unit, ".service") {
+// leftFailed reports whether the unit is in the failed state (not, say,
+// waiting for an automatic restart).
+func (c *Client) leftFailed(ctx context.Context, unit string) bool {
+	st, err := c.status(ctx, unit)
+	return err == nil && st.ActiveState == "failed"
+}
+
+// settleTimeout bounds how long a restart waits for a start or stop that
+// is already under way: runtimes start in well under a second, and a start
+// that hangs (a notify service that never notifies) is what a restart must
+// replace.
+const settleTimeout = 10 * time.Second
+
+// settle waits while the unit is starting, stopping or reloading under a
+// job someone else queued (typically the restart of an installer that was
+// killed before it saw the result), and returns its state afterwards.
+// Restarting it in the middle would stop a half-started daemon, which
+// containerd answers by exiting with an error. A unit waiting for its
+// automatic restart (Restart=) is not waited for: that can take long and
+// restarting it is what it needs. After settleTimeout the restart goes
+// ahead anyway.
+func (c *Client) settle(ctx context.Context, unit string, st UnitStatus) (UnitStatus, error) {
+	busy := func(st UnitStatus) bool {
+		switch st.ActiveState {
+		case "activating":
+			return st.SubState != "auto-restart"
+		case "deactivating", "reloading":
+			return true
+		}
 		return false
 	}
-	p, err := c.bus.GetUnitTypePropertyContext(ctx, unit, "Service", "Result")
-	if err != nil {
-		return false
+	if !busy(st) {
+		return st, nil
 	}
-	r, _ := p.Value.Value().(string)
-	return r == "start-limit-hit"
+	c.log.Info("waiting for the unit's own start or stop to finish before restarting it", "unit", unit, "activeState", st.ActiveState, "subState", st.SubState)
+	deadline := time.Now().Add(settleTimeout)
+	for busy(st) && time.Now().Before(deadline) {
+		select {
+		case <-ctx.Done():
+			return st, ctx.Err()
+		case <-time.After(50 * time.Millisecond):
+		}
+		var err error
+		if st, err = c.status(ctx, unit); err != nil {
+			return st, err
+		}
+	}
+	return st, nil
 }
 
 // failure builds the error for a restart that did not end in "done", with
@@ -361,6 +402,11 @@ func (c *Client) RestartIfNeeded(ctx context.Context, unit string, configWritten
 			ue.Op = "restart"
 		}
 		return st, Decision{}, err
+	}
+	// A start already under way (the restart of a killed installer) may
+	// bring the unit up on the new config: wait for it, then decide.
+	if st, err = c.settle(ctx, unit, st); err != nil {
+		return st, Decision{}, &UnitError{Unit: unit, Op: "restart", Err: err}
 	}
 	if st.Active() && st.ActiveEnter.After(configWritten) {
 		d := Decision{Reason: fmt.Sprintf("active since %s, after the configuration was written at %s",
