@@ -69,6 +69,26 @@ func BenchmarkPlanInstall100KB(b *testing.B) {
 	}
 }
 
+// BenchmarkPlanInstallDefault measures planning on containerd 1.6's own
+// default config (6.8 KB), the size most nodes have.
+func BenchmarkPlanInstallDefault(b *testing.B) {
+	config, err := os.ReadFile("testdata/configs/containerd-1.6-default.toml")
+	if err != nil {
+		b.Fatal(err)
+	}
+	e, err := New(benchHost(b, config), runtime.VariantContainerd, runtime.Version{Major: 1, Minor: 6, Patch: 20})
+	if err != nil {
+		b.Fatal(err)
+	}
+	spec := benchSpec(b)
+	b.ReportAllocs()
+	for b.Loop() {
+		if _, err := e.PlanInstall(spec); err != nil {
+			b.Fatal(err)
+		}
+	}
+}
+
 // BenchmarkInstallUninstall100KB measures a whole install and uninstall
 // (plan, apply with fsyncs, plan, apply) on a 100 KB config.
 func BenchmarkInstallUninstall100KB(b *testing.B) {
