@@ -157,7 +157,10 @@ func (n *node) env(binary string, extra ...string) []string {
 		"PATH=/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bin",
 		"KATA_NODE_NAME=" + n.Name(),
 		"KATA_KUBECONFIG=/var/lib/kata-e2e/" + binary + ".kubeconfig",
-		"KATA_HEALTH_ADDR=",
+		// Nodes share the host's network: a fixed health port would clash
+		// between nodes (an empty value does not turn the endpoint off; the
+		// commands ignore empty variables).
+		"KATA_HEALTH_ADDR=127.0.0.1:0",
 		"KATA_HOST_ROOT=/",
 		"KATA_PAYLOAD=" + payloadDir,
 		"KATA_SHIMS=" + strings.Join(e2eShims, ","),
