@@ -71,4 +71,3 @@ func stripMtimes(files map[string]string) map[string]string {
 	}
 	return out
 }
-
