@@ -21,10 +21,10 @@ import (
 func main() {
 	ctx, stop := signal.NotifyContext(context.Background(), syscall.SIGTERM, os.Interrupt)
 	defer stop()
-	os.Exit(cli.ExitCode(run(ctx, os.Args[1:], os.Stderr, os.Getenv), os.Stderr))
+	os.Exit(cli.ExitCode(run(ctx, os.Args[1:], os.Stderr, os.LookupEnv), os.Stderr))
 }
 
-func run(ctx context.Context, args []string, stderr io.Writer, getenv func(string) string) error {
+func run(ctx context.Context, args []string, stderr io.Writer, lookupEnv func(string) (string, bool)) error {
 	fs := cli.NewFlagSet("kata-cleanup", stderr)
 	hostRoot := fs.String("host-root", "/host", "where the node's root file system is mounted")
 	rt := fs.String("runtime", "auto", "container runtime: containerd, crio, k3s, k3s-agent, rke2-server, rke2-agent, k0s, microk8s or auto")
@@ -35,7 +35,7 @@ func run(ctx context.Context, args []string, stderr io.Writer, getenv func(strin
 	health := fs.String("health-addr", ":8092", "address for /healthz and /readyz (empty: none)")
 	kubeconfig := fs.String("kubeconfig", "", "kubeconfig file (default: in-cluster)")
 	once := fs.Bool("once", false, "exit after cleaning up instead of idling until SIGTERM")
-	if err := cli.Parse(fs, args, getenv); err != nil {
+	if err := cli.Parse(fs, args, lookupEnv); err != nil {
 		return err
 	}
 	log := cli.Logger(stderr)

@@ -23,10 +23,10 @@ import (
 func main() {
 	ctx, stop := signal.NotifyContext(context.Background(), syscall.SIGTERM, os.Interrupt)
 	defer stop()
-	os.Exit(cli.ExitCode(run(ctx, os.Args[1:], os.Stdout, os.Stderr, os.Getenv), os.Stderr))
+	os.Exit(cli.ExitCode(run(ctx, os.Args[1:], os.Stdout, os.Stderr, os.LookupEnv), os.Stderr))
 }
 
-func run(ctx context.Context, args []string, stdout, stderr io.Writer, getenv func(string) string) error {
+func run(ctx context.Context, args []string, stdout, stderr io.Writer, lookupEnv func(string) (string, bool)) error {
 	sub := "install"
 	if len(args) > 0 && !strings.HasPrefix(args[0], "-") {
 		sub, args = args[0], args[1:]
@@ -57,7 +57,7 @@ func run(ctx context.Context, args []string, stdout, stderr io.Writer, getenv fu
 	kernelParams := fs.StringSlice("kernel-params", nil, "extra guest kernel parameters")
 	annotations := fs.StringToString("hypervisor-annotations", nil, "extra hypervisor annotations pods may set, per shim: qemu=default_vcpus;default_memory,clh=...")
 	output := fs.StringP("output", "o", "text", "status output: text or json")
-	if err := cli.Parse(fs, args, getenv); err != nil {
+	if err := cli.Parse(fs, args, lookupEnv); err != nil {
 		return err
 	}
 	m, err := runtime.ParseMode(*mode)

@@ -18,16 +18,16 @@ import (
 func main() {
 	ctx, stop := signal.NotifyContext(context.Background(), syscall.SIGTERM, os.Interrupt)
 	defer stop()
-	os.Exit(cli.ExitCode(run(ctx, os.Args[1:], os.Stderr, os.Getenv), os.Stderr))
+	os.Exit(cli.ExitCode(run(ctx, os.Args[1:], os.Stderr, os.LookupEnv), os.Stderr))
 }
 
-func run(ctx context.Context, args []string, stderr io.Writer, getenv func(string) string) error {
+func run(ctx context.Context, args []string, stderr io.Writer, lookupEnv func(string) (string, bool)) error {
 	fs := cli.NewFlagSet("kata-labeler", stderr)
 	node := fs.String("node-name", "", "this node's name (required)")
 	domain := fs.String("label-domain", nodelabel.DefaultDomain, "domain of the node labels")
 	health := fs.String("health-addr", ":8090", "address for /healthz and /readyz (empty: none)")
 	kubeconfig := fs.String("kubeconfig", "", "kubeconfig file (default: in-cluster)")
-	if err := cli.Parse(fs, args, getenv); err != nil {
+	if err := cli.Parse(fs, args, lookupEnv); err != nil {
 		return err
 	}
 	log := cli.Logger(stderr)

@@ -37,8 +37,9 @@ func NewFlagSet(name string, out io.Writer) *pflag.FlagSet {
 }
 
 // Parse parses args, then sets every flag not on the command line from its
-// environment variable, and names the variables in --help.
-func Parse(fs *pflag.FlagSet, args []string, getenv func(string) string) error {
+// environment variable when that is set (even to ""), and names the
+// variables in --help. lookupEnv is os.LookupEnv outside tests.
+func Parse(fs *pflag.FlagSet, args []string, lookupEnv func(string) (string, bool)) error {
 	fs.VisitAll(func(f *pflag.Flag) {
 		f.Usage += " (env " + EnvName(f.Name) + ")"
 	})
@@ -53,7 +54,7 @@ func Parse(fs *pflag.FlagSet, args []string, getenv func(string) string) error {
 		if f.Changed {
 			return
 		}
-		if v := getenv(EnvName(f.Name)); v != "" {
+		if v, ok := lookupEnv(EnvName(f.Name)); ok {
 			if err := fs.Set(f.Name, v); err != nil {
 				errs = append(errs, fmt.Errorf("%s=%q: %w", EnvName(f.Name), v, err))
 			}

@@ -13,19 +13,21 @@ import (
 )
 
 func TestFlagsFromEnvironment(t *testing.T) {
-	env := map[string]string{"KATA_HOST_ROOT": "/node", "KATA_SHIMS": "qemu,clh", "KATA_RESTART": "false", "KATA_RUNTIME": "crio"}
+	env := map[string]string{"KATA_HOST_ROOT": "/node", "KATA_SHIMS": "qemu,clh", "KATA_RESTART": "false", "KATA_RUNTIME": "crio", "KATA_HEALTH_ADDR": ""}
 	var out bytes.Buffer
 	fs := NewFlagSet("x", &out)
 	hostRoot := fs.String("host-root", "/host", "")
 	shims := fs.StringSlice("shims", nil, "")
 	restart := fs.Bool("restart", true, "")
 	rt := fs.String("runtime", "auto", "")
+	health := fs.String("health-addr", ":8091", "")
 	// The command line wins over the environment.
-	assert.NilError(t, Parse(fs, []string{"--runtime", "containerd"}, func(k string) string { return env[k] }))
+	assert.NilError(t, Parse(fs, []string{"--runtime", "containerd"}, func(k string) (string, bool) { v, ok := env[k]; return v, ok }))
 	assert.Check(t, is.Equal(*hostRoot, "/node"))
 	assert.Check(t, is.DeepEqual(*shims, []string{"qemu", "clh"}))
 	assert.Check(t, is.Equal(*restart, false))
 	assert.Check(t, is.Equal(*rt, "containerd"))
+	assert.Check(t, is.Equal(*health, ""), "a variable set to empty is a value")
 	assert.Check(t, is.Contains(fs.Lookup("host-root").Usage, "(env KATA_HOST_ROOT)"))
 }
 
@@ -33,12 +35,12 @@ func TestExitCodes(t *testing.T) {
 	var stderr bytes.Buffer
 	fs := NewFlagSet("x", &stderr)
 	fs.Bool("restart", true, "")
-	err := Parse(fs, []string{"--bogus"}, func(string) string { return "" })
+	err := Parse(fs, []string{"--bogus"}, func(string) (string, bool) { return "", false })
 	assert.Check(t, is.Equal(ExitCode(err, &stderr), 2))
 
 	fs = NewFlagSet("x", &stderr)
 	fs.Bool("restart", true, "")
-	err = Parse(fs, nil, func(k string) string { return map[string]string{"KATA_RESTART": "maybe"}[k] })
+	err = Parse(fs, nil, func(k string) (string, bool) { v, ok := map[string]string{"KATA_RESTART": "maybe"}[k]; return v, ok })
 	assert.Check(t, is.Equal(ExitCode(err, &stderr), 2))
 	assert.Check(t, is.Contains(stderr.String(), "KATA_RESTART"))
 
