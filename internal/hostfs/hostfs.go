@@ -22,6 +22,7 @@ import (
 	"path"
 	"path/filepath"
 	"strconv"
+	"strings"
 	"time"
 
 	securejoin "github.com/cyphar/filepath-securejoin"
@@ -187,7 +188,8 @@ func (r *Root) WriteFile(p string, data []byte, perm fs.FileMode) error {
 		return &fs.PathError{Op: "write", Path: p, Err: err}
 	}
 
-	tmp := "." + base + ".kata-deploy-" + strconv.FormatInt(time.Now().UnixNano(), 36)
+	sweepTemps(d, base)
+	tmp := tempPrefix(base) + strconv.FormatInt(time.Now().UnixNano(), 36)
 	fd, err := unix.Openat(dirfd, tmp, unix.O_WRONLY|unix.O_CREAT|unix.O_EXCL|unix.O_NOFOLLOW|unix.O_CLOEXEC, uint32(mode))
 	if err != nil {
 		return &fs.PathError{Op: "write", Path: p, Err: err}
@@ -229,6 +231,29 @@ func (r *Root) WriteFile(p string, data []byte, perm fs.FileMode) error {
 	return nil
 }
 
+// tempPrefix is the name prefix of WriteFile's temporary files for base.
+func tempPrefix(base string) string { return "." + base + ".kata-deploy-" }
+
+// sweepTemps removes the temporary files a writer of base in directory d
+// left when it was killed between creating and renaming one: without this
+// a crashed install leaves them in the user's config directory for good
+// (and keeps a state directory from being removed). Writers of one file
+// are serialised by their caller (the node's installer lock), so no live
+// writer's temporary is removed. Best effort: a leftover that cannot be
+// removed does not fail the write.
+func sweepTemps(d *os.File, base string) {
+	names, err := d.Readdirnames(-1)
+	if err != nil {
+		return
+	}
+	prefix := tempPrefix(base)
+	for _, name := range names {
+		if strings.HasPrefix(name, prefix) {
+			_ = unix.Unlinkat(int(d.Fd()), name, 0)
+		}
+	}
+}
+
 // Remove deletes the host file or empty directory p. A symlink as the last
 // element is removed itself, not its target. Removing what does not exist is
 // not an error: uninstall steps must be safe to repeat.
@@ -247,6 +272,7 @@ func (r *Root) Remove(p string) error {
 	}
 	defer d.Close()
 	base := path.Base(p)
+	sweepTemps(d, base)
 	err = unix.Unlinkat(int(d.Fd()), base, 0)
 	if errors.Is(err, unix.EISDIR) {
 		err = unix.Unlinkat(int(d.Fd()), base, unix.AT_REMOVEDIR)

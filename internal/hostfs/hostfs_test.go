@@ -122,3 +122,34 @@ func TestLockSerialises(t *testing.T) {
 	assert.NilError(t, err)
 	unlock2()
 }
+
+// TestStaleTempsOfAKilledWriterAreSwept: a writer killed between creating
+// its temporary and renaming it leaves the temporary behind; the next
+// write or removal of that file removes it, and leaves other files alone.
+func TestStaleTempsOfAKilledWriterAreSwept(t *testing.T) {
+	dir := t.TempDir()
+	r, err := New(dir)
+	assert.NilError(t, err)
+	etc := filepath.Join(dir, "etc")
+	assert.NilError(t, os.MkdirAll(etc, 0o755))
+	stale := func(name string) string {
+		p := filepath.Join(etc, "."+name+".kata-deploy-dn5sowdd06o9")
+		assert.NilError(t, os.WriteFile(p, []byte("half"), 0o644))
+		return p
+	}
+	other := filepath.Join(etc, ".other.toml.kata-deploy-1")
+	assert.NilError(t, os.WriteFile(other, nil, 0o644))
+
+	tmp := stale("config.toml")
+	assert.NilError(t, r.WriteFile("/etc/config.toml", []byte("x"), 0o644))
+	_, err = os.Stat(tmp)
+	assert.Check(t, os.IsNotExist(err), "WriteFile left %s", tmp)
+
+	tmp = stale("state.json")
+	assert.NilError(t, r.Remove("/etc/state.json"))
+	_, err = os.Stat(tmp)
+	assert.Check(t, os.IsNotExist(err), "Remove left %s", tmp)
+
+	_, err = os.Stat(other)
+	assert.NilError(t, err, "another file's temporary was removed")
+}
