@@ -232,7 +232,11 @@ func assertSameFiles(t *testing.T, want, got map[string]string, what string) {
 		if g, ok := got[p]; !ok {
 			t.Errorf("%s removed %s", what, p)
 		} else if g != w {
-			t.Errorf("%s changed %s", what, p)
+			if len(g) < 2000 && len(w) < 2000 {
+				t.Errorf("%s changed %s:\n--- want\n%s\n--- got\n%s", what, p, w, g)
+			} else {
+				t.Errorf("%s changed %s", what, p)
+			}
 		}
 	}
 	for p := range got {
