@@ -309,8 +309,17 @@ func save(root *hostfs.Root, j *Journal) error {
 	if err != nil {
 		return err
 	}
-	if len(made) > 0 {
+	switch {
+	case len(made) > 0:
 		j.StateDirs = made
+	case len(j.StateDirs) == 0:
+		// Dir was there already without this engine's journal: left by a
+		// run killed between making it and writing the journal, or shared
+		// with another engine. Uninstall removes it only once it is empty
+		// either way (and falls back to it when nothing is recorded), so
+		// the record says so: a re-run after a crash writes the journal a
+		// clean run writes.
+		j.StateDirs = []string{Dir}
 	}
 	data, err := json.MarshalIndent(j, "", "  ")
 	if err != nil {
