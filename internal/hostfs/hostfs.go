@@ -254,6 +254,22 @@ func sweepTemps(d *os.File, base string) {
 	}
 }
 
+// RemoveTemps removes the temporaries a killed WriteFile of the host file p
+// left behind (WriteFile and Remove of p do it too), for a caller about to
+// change files that may not write p this time. Best effort, like them.
+func (r *Root) RemoveTemps(p string) {
+	parent, err := r.Resolve(path.Dir(clean(p)))
+	if err != nil {
+		return
+	}
+	d, err := r.open(parent, unix.O_RDONLY|unix.O_DIRECTORY)
+	if err != nil {
+		return
+	}
+	defer d.Close()
+	sweepTemps(d, path.Base(p))
+}
+
 // Remove deletes the host file or empty directory p. A symlink as the last
 // element is removed itself, not its target. Removing what does not exist is
 // not an error: uninstall steps must be safe to repeat.

@@ -150,6 +150,11 @@ func TestStaleTempsOfAKilledWriterAreSwept(t *testing.T) {
 	_, err = os.Stat(tmp)
 	assert.Check(t, os.IsNotExist(err), "Remove left %s", tmp)
 
+	tmp = stale("journal.json")
+	r.RemoveTemps("/etc/journal.json")
+	_, err = os.Stat(tmp)
+	assert.Check(t, os.IsNotExist(err), "RemoveTemps left %s", tmp)
+
 	_, err = os.Stat(other)
 	assert.NilError(t, err, "another file's temporary was removed")
 }

@@ -156,6 +156,9 @@ func (e *ChangedError) Error() string {
 // those already made. Applying an uninstall plan ends by deleting the
 // journal.
 func Apply(ctx context.Context, root *hostfs.Root, engine string, plan *runtime.Plan) error {
+	// A run killed while writing the journal left its temporary; this run
+	// may have nothing to write (its plan is empty), so clear it here.
+	root.RemoveTemps(PathFor(engine))
 	if plan.Empty() && plan.Kind != runtime.Uninstall {
 		return nil
 	}
