@@ -158,8 +158,7 @@ func (n *node) env(binary string, extra ...string) []string {
 		"KATA_NODE_NAME=" + n.Name(),
 		"KATA_KUBECONFIG=/var/lib/kata-e2e/" + binary + ".kubeconfig",
 		// Nodes share the host's network: a fixed health port would clash
-		// between nodes (an empty value does not turn the endpoint off; the
-		// commands ignore empty variables).
+		// between nodes; a random one still serves the endpoints.
 		"KATA_HEALTH_ADDR=127.0.0.1:0",
 		"KATA_HOST_ROOT=/",
 		"KATA_PAYLOAD=" + payloadDir,
