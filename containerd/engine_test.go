@@ -3,7 +3,6 @@ package containerd
 import (
 	"context"
 	"errors"
-	"io/fs"
 	"os"
 	"path/filepath"
 	"strings"
@@ -13,6 +12,7 @@ import (
 	is "gotest.tools/v3/assert/cmp"
 	"gotest.tools/v3/golden"
 
+	"github.com/kata-deploy/kata-deploy/internal/hosttest"
 	"github.com/kata-deploy/kata-deploy/runtime"
 )
 
@@ -78,23 +78,17 @@ func goldenCases() []hostCase {
 // makeHost builds the case's host tree in a temporary directory.
 func makeHost(t *testing.T, c hostCase) string {
 	t.Helper()
-	host := t.TempDir()
-	for _, d := range c.dirs {
-		assert.NilError(t, os.MkdirAll(filepath.Join(host, d), 0o755))
-	}
+	files := map[string][]byte{}
 	for p, src := range c.files {
-		var data []byte
 		if strings.HasPrefix(src, "=") {
-			data = []byte(src[1:])
-		} else {
-			var err error
-			data, err = os.ReadFile(filepath.Join("testdata", src))
-			assert.NilError(t, err)
+			files[p] = []byte(src[1:])
+			continue
 		}
-		assert.NilError(t, os.MkdirAll(filepath.Join(host, filepath.Dir(p)), 0o755))
-		assert.NilError(t, os.WriteFile(filepath.Join(host, p), data, 0o644))
+		data, err := os.ReadFile(filepath.Join("testdata", src))
+		assert.NilError(t, err)
+		files[p] = data
 	}
-	return host
+	return hosttest.Write(t, c.dirs, files)
 }
 
 func newEngine(t testing.TB, host string, c hostCase) *Engine {
@@ -127,33 +121,12 @@ func specFor(t testing.TB, c hostCase) runtime.Spec {
 	return runtime.Spec{Handlers: hs, Mode: mode}
 }
 
-// snapshot reads every file and directory under dir.
-func snapshot(t *testing.T, dir string) map[string]string {
-	t.Helper()
-	out := map[string]string{}
-	err := filepath.WalkDir(dir, func(p string, d fs.DirEntry, err error) error {
-		if err != nil {
-			return err
-		}
-		rel, _ := filepath.Rel(dir, p)
-		if d.IsDir() {
-			out[rel+"/"] = ""
-			return nil
-		}
-		data, err := os.ReadFile(p)
-		out[rel] = string(data)
-		return err
-	})
-	assert.NilError(t, err)
-	return out
-}
-
 func TestInstallGolden(t *testing.T) {
 	ctx := context.Background()
 	for _, c := range goldenCases() {
 		t.Run(c.name, func(t *testing.T) {
 			host := makeHost(t, c)
-			before := snapshot(t, host)
+			before := hosttest.Snapshot(t, host)
 			e := newEngine(t, host, c)
 			spec := specFor(t, c)
 
@@ -161,7 +134,7 @@ func TestInstallGolden(t *testing.T) {
 			assert.NilError(t, err)
 			assert.Check(t, !plan.Empty())
 			golden.Assert(t, plan.Diff(), c.name+".install.golden")
-			assert.Check(t, is.DeepEqual(snapshot(t, host), before), "planning wrote to the host")
+			assert.Check(t, is.DeepEqual(hosttest.Snapshot(t, host), before), "planning wrote to the host")
 
 			assert.NilError(t, e.Apply(ctx, plan))
 			for _, ch := range plan.Changes {
@@ -179,7 +152,7 @@ func TestInstallGolden(t *testing.T) {
 			assert.NilError(t, err)
 			golden.Assert(t, undo.Diff(), c.name+".uninstall.golden")
 			assert.NilError(t, e.Apply(ctx, undo))
-			assert.Check(t, is.DeepEqual(snapshot(t, host), before), "uninstall did not restore the host exactly")
+			assert.Check(t, is.DeepEqual(hosttest.Snapshot(t, host), before), "uninstall did not restore the host exactly")
 		})
 	}
 }
@@ -206,7 +179,7 @@ func TestBadConfigs(t *testing.T) {
 			hc := hostCase{variant: runtime.VariantContainerd, version: c.version, mode: c.mode,
 				files: map[string]string{"/etc/containerd/config.toml": "bad/" + c.file}}
 			host := makeHost(t, hc)
-			before := snapshot(t, host)
+			before := hosttest.Snapshot(t, host)
 			e := newEngine(t, host, hc)
 			_, err := e.PlanInstall(specFor(t, hc))
 			assert.ErrorContains(t, err, c.msg)
@@ -219,7 +192,7 @@ func TestBadConfigs(t *testing.T) {
 				}
 				assert.Check(t, is.Equal(ce.Key, c.key))
 			}
-			assert.Check(t, is.DeepEqual(snapshot(t, host), before))
+			assert.Check(t, is.DeepEqual(hosttest.Snapshot(t, host), before))
 		})
 	}
 }

@@ -3,7 +3,6 @@ package crio
 import (
 	"context"
 	"errors"
-	"io/fs"
 	"os"
 	"path/filepath"
 	"testing"
@@ -12,6 +11,7 @@ import (
 	is "gotest.tools/v3/assert/cmp"
 	"gotest.tools/v3/golden"
 
+	"github.com/kata-deploy/kata-deploy/internal/hosttest"
 	"github.com/kata-deploy/kata-deploy/runtime"
 )
 
@@ -34,36 +34,13 @@ func cases() []hostCase {
 
 func makeHost(t *testing.T, files map[string]string, dirs []string) string {
 	t.Helper()
-	host := t.TempDir()
-	for _, d := range dirs {
-		assert.NilError(t, os.MkdirAll(filepath.Join(host, d), 0o755))
-	}
+	data := map[string][]byte{}
 	for p, src := range files {
-		data, err := os.ReadFile(filepath.Join("testdata", src))
+		b, err := os.ReadFile(filepath.Join("testdata", src))
 		assert.NilError(t, err)
-		assert.NilError(t, os.MkdirAll(filepath.Join(host, filepath.Dir(p)), 0o755))
-		assert.NilError(t, os.WriteFile(filepath.Join(host, p), data, 0o644))
+		data[p] = b
 	}
-	return host
-}
-
-func snapshot(t *testing.T, dir string) map[string]string {
-	t.Helper()
-	out := map[string]string{}
-	assert.NilError(t, filepath.WalkDir(dir, func(p string, d fs.DirEntry, err error) error {
-		if err != nil {
-			return err
-		}
-		rel, _ := filepath.Rel(dir, p)
-		if d.IsDir() {
-			out[rel+"/"] = ""
-			return nil
-		}
-		data, err := os.ReadFile(p)
-		out[rel] = string(data)
-		return err
-	}))
-	return out
+	return hosttest.Write(t, dirs, data)
 }
 
 func spec(t testing.TB, mode runtime.Mode) runtime.Spec {
@@ -87,7 +64,7 @@ func TestInstallGolden(t *testing.T) {
 	for _, c := range cases() {
 		t.Run(c.name, func(t *testing.T) {
 			host := makeHost(t, c.files, c.dirs)
-			before := snapshot(t, host)
+			before := hosttest.Snapshot(t, host)
 			e := newEngine(t, host)
 			s := spec(t, runtime.ModeRuntimeClass)
 
@@ -104,7 +81,7 @@ func TestInstallGolden(t *testing.T) {
 			assert.NilError(t, err)
 			golden.Assert(t, undo.Diff(), c.name+".uninstall.golden")
 			assert.NilError(t, e.Apply(ctx, undo))
-			assert.Check(t, is.DeepEqual(snapshot(t, host), before))
+			assert.Check(t, is.DeepEqual(hosttest.Snapshot(t, host), before))
 		})
 	}
 }
@@ -122,7 +99,7 @@ func TestRefusals(t *testing.T) {
 	} {
 		t.Run(c.name, func(t *testing.T) {
 			host := makeHost(t, map[string]string{"/etc/crio/crio.conf": c.file}, nil)
-			before := snapshot(t, host)
+			before := hosttest.Snapshot(t, host)
 			mode := c.mode
 			if mode == "" {
 				mode = runtime.ModeRuntimeClass
@@ -136,7 +113,7 @@ func TestRefusals(t *testing.T) {
 				assert.Check(t, is.Equal(ce.Key, c.key))
 				assert.Check(t, is.Equal(ce.Line, c.line))
 			}
-			assert.Check(t, is.DeepEqual(snapshot(t, host), before))
+			assert.Check(t, is.DeepEqual(hosttest.Snapshot(t, host), before))
 		})
 	}
 }
