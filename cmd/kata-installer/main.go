@@ -37,7 +37,7 @@ func run(ctx context.Context, args []string, stdout, stderr io.Writer, lookupEnv
 	rtVersion := fs.String("runtime-version", "", "the runtime's version, e.g. 1.6.20 (default: from the Node, else from the runtime's CRI socket)")
 	payload := fs.String("payload", "/opt/kata-artifacts", "Kata payload: a kata-static tree or tarball (.tar, .tar.gz, .tar.xz, .tar.zst)")
 	mode := fs.String("mode", string(runtime.ModeRuntimeClass), "how pods opt in: runtimeclass, or untrusted (the io.kubernetes.cri.untrusted-workload annotation; containerd 1.x)")
-	shims := fs.StringSlice("shims", []string{"qemu", "clh", "fc", "dragonball"}, "Kata shims to register, as handlers kata-<shim>")
+	shims := fs.StringSlice("shims", []string{"qemu", "clh", "dragonball"}, "Kata shims to register, as handlers kata-<shim> (fc also needs a devmapper snapshotter)")
 	defaultShim := fs.String("default-shim", "", "shim behind the default \"kata\" handler (default: the first of --shims)")
 	prefix := fs.String("prefix", runtime.DefaultPrefix, "host directory Kata is installed under, as <prefix>/kata")
 	suffix := fs.String("suffix", "", "name of an independent second install: <prefix>/kata-<suffix>, handlers kata-<shim>-<suffix>")
