@@ -48,6 +48,8 @@ func goldenCases() []hostCase {
 		{name: "containerd-1.7-imports-conf-d", variant: runtime.VariantContainerd, version: "1.7.22",
 			files: map[string]string{etc: "=version = 2\nimports = [\"/etc/containerd/conf.d/*.toml\"]\n",
 				"/etc/containerd/conf.d/10-cri.toml": "configs/containerd-1.6-custom.toml"}},
+		{name: "containerd-2.2-default", variant: runtime.VariantContainerd, version: "2.2.9",
+			files: map[string]string{etc: "configs/containerd-2.2-default.toml"}},
 		{name: "containerd-2.2-custom", variant: runtime.VariantContainerd, version: "2.2.9",
 			files: map[string]string{etc: "configs/containerd-2-custom.toml"}},
 		{name: "containerd-2.2-conf-d", variant: runtime.VariantContainerd, version: "2.2.9",
