@@ -32,16 +32,20 @@ type Config struct {
 	// RuntimeVersion, when set, is the runtime's version ("1.6.20"),
 	// instead of asking the Node or the runtime.
 	RuntimeVersion string
-	Payload        string
-	Mode           runtime.Mode
-	Shims          []string
-	DefaultShim    string
-	Prefix         string // Kata goes to <Prefix>/kata[-<Suffix>]
-	Suffix         string
-	Restart        bool // restart the runtime through systemd
-	SystemdSocket  string
-	VerifyTimeout  time.Duration
-	Settings       KataSettings
+	// RuntimeConfig, when set, is the host path of containerd's main config
+	// (or k0s's drop-in directory), or of CRI-O's drop-in directory, for a
+	// runtime started with a config of its own.
+	RuntimeConfig string
+	Payload       string
+	Mode          runtime.Mode
+	Shims         []string
+	DefaultShim   string
+	Prefix        string // Kata goes to <Prefix>/kata[-<Suffix>]
+	Suffix        string
+	Restart       bool // restart the runtime through systemd
+	SystemdSocket string
+	VerifyTimeout time.Duration
+	Settings      KataSettings
 
 	// API and Node are nil when the install must not touch the API server.
 	API  nodelabel.API
@@ -127,9 +131,17 @@ func (c *Config) detect(ctx context.Context) (*target, error) {
 	}
 	switch variant.Kind() {
 	case runtime.CRIO:
-		t.engine, err = crio.New(c.HostRoot, rt.Version, crio.WithName(name), crio.WithLogger(c.log()))
+		opts := []crio.Option{crio.WithName(name), crio.WithLogger(c.log())}
+		if c.RuntimeConfig != "" {
+			opts = append(opts, crio.WithConfigDir(c.RuntimeConfig))
+		}
+		t.engine, err = crio.New(c.HostRoot, rt.Version, opts...)
 	default:
-		t.engine, err = containerd.New(c.HostRoot, variant, rt.Version, containerd.WithName(name), containerd.WithLogger(c.log()))
+		opts := []containerd.Option{containerd.WithName(name), containerd.WithLogger(c.log())}
+		if c.RuntimeConfig != "" {
+			opts = append(opts, containerd.WithConfigPath(c.RuntimeConfig))
+		}
+		t.engine, err = containerd.New(c.HostRoot, variant, rt.Version, opts...)
 	}
 	if err != nil {
 		return nil, err

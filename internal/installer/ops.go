@@ -301,8 +301,21 @@ func (c *Config) Status(ctx context.Context) (*Status, error) {
 	return s, nil
 }
 
-// WriteText writes the status for a person.
-func (s *Status) WriteText(w io.Writer) {
+// Write writes the status as "text" (for a person) or "json".
+func (s *Status) Write(w io.Writer, format string) error {
+	switch format {
+	case "json":
+		enc := json.NewEncoder(w)
+		enc.SetIndent("", "  ")
+		return enc.Encode(s)
+	case "text", "":
+		s.writeText(w)
+		return nil
+	}
+	return fmt.Errorf("unknown output format %q (want text or json)", format)
+}
+
+func (s *Status) writeText(w io.Writer) {
 	fmt.Fprintf(w, "runtime:   %s %s\n", s.Runtime, s.Version)
 	if !s.Installed {
 		fmt.Fprintln(w, "installed: no")
@@ -316,13 +329,6 @@ func (s *Status) WriteText(w io.Writer) {
 		fmt.Fprintf(w, "config:    %s\n", p)
 	}
 	fmt.Fprintf(w, "handlers:  %s\n", strings.Join(s.Handlers, ", "))
-}
-
-// WriteJSON writes the status as JSON.
-func (s *Status) WriteJSON(w io.Writer) error {
-	enc := json.NewEncoder(w)
-	enc.SetIndent("", "  ")
-	return enc.Encode(s)
 }
 
 // Cleanup is the cleanup DaemonSet's work after an uninstall: remove both
