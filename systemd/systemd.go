@@ -288,6 +288,10 @@ func (c *Client) Restart(ctx context.Context, unit string) (UnitStatus, error) {
 		return c.failure(ctx, unit, "restart", "", err)
 	}
 	if result != "done" {
+		if after, ok := c.autoRestarted(ctx, unit, start); ok {
+			c.log.Warn("the restart failed, but systemd's own automatic restart brought the unit up", "unit", unit, "result", result, "activeEnter", after.ActiveEnter)
+			return after, nil
+		}
 		return c.failure(ctx, unit, "restart", result, ErrJobFailed)
 	}
 	after, err := c.status(ctx, unit)
@@ -317,6 +321,48 @@ func (c *Client) restartJob(ctx context.Context, unit string) (string, error) {
 
 // leftFailed reports whether the unit is in the failed state (not, say,
 // waiting for an automatic restart).
+// autoRestartWait bounds how long a failed restart waits for systemd's own
+// automatic restart (Restart= in the unit; containerd's and CRI-O's units
+// wait 5 s before it).
+const autoRestartWait = 15 * time.Second
+
+// autoRestarted waits, when a restart job failed but systemd scheduled an
+// automatic restart of its own (activating/auto-restart), for that one
+// attempt, and reports whether it brought the unit up after since. A start
+// can fail for a passing reason (seen: systemd could not attach the new
+// process to the unit's cgroup right after a quick stop); a runtime that
+// rejects its config fails again and is reported as failed.
+func (c *Client) autoRestarted(ctx context.Context, unit string, since time.Time) (UnitStatus, bool) {
+	st, err := c.status(ctx, unit)
+	if err != nil || st.ActiveState != "activating" || st.SubState != "auto-restart" {
+		return st, false
+	}
+	c.log.Info("the restart failed; waiting for systemd's automatic restart of the unit", "unit", unit)
+	// NRestarts counts systemd's automatic restarts: once it has moved,
+	// its attempt has been made.
+	first := st.NRestarts
+	deadline := time.Now().Add(autoRestartWait)
+	for time.Now().Before(deadline) {
+		select {
+		case <-ctx.Done():
+			return st, false
+		case <-time.After(100 * time.Millisecond):
+		}
+		if st, err = c.status(ctx, unit); err != nil {
+			return st, false
+		}
+		switch {
+		case st.ActiveState == "active":
+			return st, st.ActiveEnter.After(since)
+		case st.ActiveState == "failed":
+			return st, false
+		case st.NRestarts > first && st.SubState == "auto-restart":
+			return st, false // the automatic attempt failed too
+		}
+	}
+	return st, false
+}
+
 func (c *Client) leftFailed(ctx context.Context, unit string) bool {
 	st, err := c.status(ctx, unit)
 	return err == nil && st.ActiveState == "failed"

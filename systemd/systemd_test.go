@@ -26,6 +26,8 @@ type fakeBus struct {
 	restarts []string
 	reloads  int
 	resets   []string
+	// nrestarts is the NRestarts property (systemd's automatic restarts).
+	nrestarts uint32
 }
 
 func (f *fakeBus) RestartUnitContext(ctx context.Context, name, mode string, ch chan<- string) (int, error) {
@@ -53,7 +55,25 @@ func (f *fakeBus) GetUnitPropertiesContext(ctx context.Context, unit string) (ma
 }
 
 func (f *fakeBus) GetUnitTypePropertyContext(ctx context.Context, unit, unitType, name string) (*sddbus.Property, error) {
-	return &sddbus.Property{Name: name, Value: godbus.MakeVariant(uint32(3))}, nil
+	f.mu.Lock()
+	defer f.mu.Unlock()
+	return &sddbus.Property{Name: name, Value: godbus.MakeVariant(3 + f.nrestarts)}, nil
+}
+
+// autoRestart plays systemd's automatic restart of a unit whose start
+// failed: after a moment it counts the attempt and either brings the unit
+// up or leaves it waiting for the next attempt.
+func (f *fakeBus) autoRestart(unit string, succeeds bool) {
+	time.AfterFunc(150*time.Millisecond, func() {
+		f.mu.Lock()
+		f.nrestarts++
+		f.mu.Unlock()
+		if succeeds {
+			f.set(unit, "active", "running", time.Now())
+		} else {
+			f.set(unit, "activating", "auto-restart", time.Time{})
+		}
+	})
 }
 
 func (f *fakeBus) ResetFailedUnitContext(ctx context.Context, name string) error {
@@ -97,10 +117,13 @@ func TestRestartJobFailed(t *testing.T) {
 	f.set("crio.service", "active", "running", time.Now())
 	f.restart = func(unit string, ch chan<- string) error {
 		f.set(unit, "activating", "auto-restart", time.Now())
+		f.autoRestart(unit, false)
 		ch <- "failed"
 		return nil
 	}
+	start := time.Now()
 	_, err := newClient(f, nil).Restart(context.Background(), "crio.service")
+	assert.Check(t, time.Since(start) < autoRestartWait, "gave up only at the deadline, not when systemd's own attempt failed")
 	var ue *UnitError
 	assert.Assert(t, errors.As(err, &ue))
 	assert.Check(t, errors.Is(err, ErrJobFailed))
@@ -108,6 +131,24 @@ func TestRestartJobFailed(t *testing.T) {
 	assert.Check(t, is.Equal(ue.ActiveState, "activating"))
 	assert.Check(t, is.Equal(ue.SubState, "auto-restart"))
 	assert.Check(t, is.Equal(err.Error(), `systemd: restart crio.service: job result "failed" (unit now loaded/activating/auto-restart)`))
+}
+
+// TestRestartAutoRestartRecovers: a start that failed for a passing reason,
+// which systemd's own automatic restart (Restart=always) then gets right,
+// is a successful restart.
+func TestRestartAutoRestartRecovers(t *testing.T) {
+	f := &fakeBus{}
+	f.set("containerd.service", "active", "running", time.Now().Add(-time.Hour))
+	f.restart = func(unit string, ch chan<- string) error {
+		f.set(unit, "activating", "auto-restart", time.Time{})
+		f.autoRestart(unit, true)
+		ch <- "failed"
+		return nil
+	}
+	st, err := newClient(f, nil).Restart(context.Background(), "containerd.service")
+	assert.NilError(t, err)
+	assert.Check(t, st.Active())
+	assert.Check(t, is.Equal(st.NRestarts, uint32(4)))
 }
 
 // TestRestartLeftFailed: a restart that leaves the unit failed (systemd's
