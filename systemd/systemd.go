@@ -338,9 +338,12 @@ func (c *Client) autoRestarted(ctx context.Context, unit string, since time.Time
 		return st, false
 	}
 	c.log.Info("the restart failed; waiting for systemd's automatic restart of the unit", "unit", unit)
-	// NRestarts counts systemd's automatic restarts: once it has moved,
-	// its attempt has been made.
+	// NRestarts counts systemd's automatic restarts. It moves when systemd
+	// queues its attempt, while the unit still shows auto-restart for a
+	// moment; an attempt that failed shows auto-restart again for the whole
+	// RestartSec. So the failure is taken as seen only on two polls in a row.
 	first := st.NRestarts
+	failedPolls := 0
 	deadline := time.Now().Add(autoRestartWait)
 	for time.Now().Before(deadline) {
 		select {
@@ -357,8 +360,12 @@ func (c *Client) autoRestarted(ctx context.Context, unit string, since time.Time
 		case st.ActiveState == "failed":
 			return st, false
 		case st.NRestarts > first && st.SubState == "auto-restart":
-			return st, false // the automatic attempt failed too
+			if failedPolls++; failedPolls >= 2 {
+				return st, false // the automatic attempt failed too
+			}
+			continue
 		}
+		failedPolls = 0
 	}
 	return st, false
 }
