@@ -262,6 +262,29 @@ func (c *Config) systemd(ctx context.Context) (*systemd.Client, error) {
 	return systemd.Dial(ctx, c.HostRoot, append(opts, systemd.WithLogger(c.log()))...)
 }
 
+// untilCRI calls check with a client of the runtime's CRI socket until it
+// returns nil or VerifyTimeout passes, and then returns check's last error.
+func (c *Config) untilCRI(ctx context.Context, t *target, every time.Duration, check func(context.Context, *cri.Client) error) error {
+	ctx, cancel := context.WithTimeout(ctx, c.VerifyTimeout)
+	defer cancel()
+	client, err := c.criClient(t.variant)
+	if err != nil {
+		return err
+	}
+	defer client.Close()
+	for {
+		err := check(ctx, client)
+		if err == nil {
+			return nil
+		}
+		select {
+		case <-ctx.Done():
+			return err
+		case <-time.After(every):
+		}
+	}
+}
+
 // handlerNames lists the names the runtime must serve after install.
 func (t *target) handlerNames() []string {
 	var names []string
@@ -276,26 +299,19 @@ func (t *target) handlerNames() []string {
 func (c *Config) verify(ctx context.Context, t *target) error {
 	ctx, cancel := context.WithTimeout(ctx, c.VerifyTimeout)
 	defer cancel()
-	client, err := c.criClient(t.variant)
+	want := t.handlerNames()
+	err := c.untilCRI(ctx, t, 500*time.Millisecond, func(ctx context.Context, client *cri.Client) error {
+		missing, err := client.Missing(ctx, want)
+		if err != nil {
+			return fmt.Errorf("the runtime does not answer on %s: %w", t.variant.CRISocket(), err)
+		}
+		if len(missing) > 0 {
+			return fmt.Errorf("the runtime does not serve handlers %v after the restart (its log says why; CRI-O ignores a handler whose shim is missing)", missing)
+		}
+		return nil
+	})
 	if err != nil {
 		return err
-	}
-	defer client.Close()
-	want := t.handlerNames()
-	var missing []string
-	for {
-		missing, err = client.Missing(ctx, want)
-		if err == nil && len(missing) == 0 {
-			break
-		}
-		select {
-		case <-ctx.Done():
-			if err != nil {
-				return fmt.Errorf("the runtime does not answer on %s: %w", t.variant.CRISocket(), err)
-			}
-			return fmt.Errorf("the runtime does not serve handlers %v after the restart (its log says why; CRI-O ignores a handler whose shim is missing)", missing)
-		case <-time.After(500 * time.Millisecond):
-		}
 	}
 	c.log().Info("the runtime serves the Kata handlers", "handlers", want)
 	if c.Node != nil {

@@ -10,6 +10,7 @@ import (
 	"time"
 
 	"github.com/kata-deploy/kata-deploy/artifacts"
+	"github.com/kata-deploy/kata-deploy/internal/cri"
 	"github.com/kata-deploy/kata-deploy/internal/hostfs"
 	"github.com/kata-deploy/kata-deploy/nodelabel"
 )
@@ -133,24 +134,12 @@ func (c *Config) rollback(ctx context.Context, t *target, hadPayload bool, cause
 // succeeded only says the unit is active, and a runtime can be active with
 // its CRI plugin failed (containerd 1.x).
 func (c *Config) answers(ctx context.Context, t *target) error {
-	ctx, cancel := context.WithTimeout(ctx, c.VerifyTimeout)
-	defer cancel()
-	client, err := c.criClient(t.variant)
-	if err != nil {
-		return err
-	}
-	defer client.Close()
-	for {
-		_, err := client.Handlers(ctx)
-		if err == nil {
-			return nil
-		}
-		select {
-		case <-ctx.Done():
+	return c.untilCRI(ctx, t, 250*time.Millisecond, func(ctx context.Context, client *cri.Client) error {
+		if _, err := client.Handlers(ctx); err != nil {
 			return fmt.Errorf("the runtime does not answer on %s after the restart: %w", t.variant.CRISocket(), err)
-		case <-time.After(250 * time.Millisecond):
 		}
-	}
+		return nil
+	})
 }
 
 func (c *Config) undoPayload(ctx context.Context, hadPayload bool) {
