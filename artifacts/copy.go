@@ -3,6 +3,7 @@ package artifacts
 import (
 	"crypto/sha256"
 	"encoding/hex"
+	"errors"
 	"fmt"
 	"hash"
 	"io"
@@ -111,7 +112,9 @@ func copyFileRange(dst *hostfs.Dir, n *node, src *os.File, buf []byte, perFileSy
 		return err
 	}
 	// Hash (pread) while the kernel copies: for a large file the two
-	// overlap on two cores.
+	// overlap on two cores. Each uses its own half of buf: the copy needs
+	// one only if the kernel cannot copy between these file systems.
+	hashBuf, copyBuf := buf[:len(buf)/2], buf[len(buf)/2:]
 	type result struct {
 		sum []byte
 		err error
@@ -119,7 +122,7 @@ func copyFileRange(dst *hostfs.Dir, n *node, src *os.File, buf []byte, perFileSy
 	hashed := make(chan result, 1)
 	hashSrc := func() {
 		h := sha256.New()
-		_, err := io.CopyBuffer(h, onlyReader{io.NewSectionReader(src, 0, n.size)}, buf)
+		_, err := io.CopyBuffer(h, onlyReader{io.NewSectionReader(src, 0, n.size)}, hashBuf)
 		hashed <- result{h.Sum(nil), err}
 	}
 	if n.size >= pipeMin {
@@ -141,6 +144,15 @@ func copyFileRange(dst *hostfs.Dir, n *node, src *os.File, buf []byte, perFileSy
 	var cerr error
 	for off < n.size {
 		k, err := unix.CopyFileRange(int(src.Fd()), &off, int(f.Fd()), nil, int(min(n.size-off, 1<<30)), 0)
+		if err != nil && off == 0 && kernelCannotCopy(err) {
+			// A payload on the image's overlay root and a host directory
+			// on another file system: copy through user space.
+			off, cerr = copyThrough(f, src, n.size, copyBuf)
+			if cerr != nil {
+				cerr = fmt.Errorf("copy %s: %w", n.path, cerr)
+			}
+			break
+		}
 		if err != nil {
 			cerr = fmt.Errorf("copy %s: %w", n.path, err)
 			break
@@ -187,6 +199,32 @@ func copyFileRange(dst *hostfs.Dir, n *node, src *os.File, buf []byte, perFileSy
 	f = nil
 	return err
 }
+
+// kernelCannotCopy reports whether copy_file_range refused the pair of
+// files rather than failing to copy: EXDEV between file systems the kernel
+// will not copy across (overlayfs to ext4 or xfs, tmpfs to anything),
+// ENOSYS or EOPNOTSUPP where it has no such call, EINVAL from file systems
+// that reject it for special files, EPERM from some FUSE and overlay
+// setups. These are the errors Go's own io.Copy falls back on.
+func kernelCannotCopy(err error) bool {
+	switch {
+	case errors.Is(err, unix.EXDEV), errors.Is(err, unix.ENOSYS), errors.Is(err, unix.EOPNOTSUPP),
+		errors.Is(err, unix.EINVAL), errors.Is(err, unix.EPERM):
+		return true
+	}
+	return false
+}
+
+// copyThrough copies size bytes of src (from its start) to f with pread and
+// write, and returns how many it copied.
+func copyThrough(f, src *os.File, size int64, buf []byte) (int64, error) {
+	k, err := io.CopyBuffer(onlyWriter{f}, onlyReader{io.NewSectionReader(src, 0, size)}, buf)
+	return k, err
+}
+
+// onlyWriter hides ReaderFrom so io.CopyBuffer does not try
+// copy_file_range again.
+type onlyWriter struct{ io.Writer }
 
 // pipeHash hashes buffers in a goroutine of its own for files large enough
 // to pay for it, so that hashing overlaps writing; small ones inline.
