@@ -186,7 +186,8 @@ func (t *target) removeRecordedParents(rec *record, rep *Report) error {
 			rep.Removed = append(rep.Removed, p+"/")
 			continue
 		}
-		if errors.Is(err, unix.ENOTEMPTY) || errors.Is(err, unix.EEXIST) {
+		// EBUSY: a mount point, such as a hostPath volume the kubelet made.
+		if errors.Is(err, unix.ENOTEMPTY) || errors.Is(err, unix.EEXIST) || errors.Is(err, unix.EBUSY) {
 			break
 		}
 		return err

@@ -6,10 +6,12 @@ package installer
 
 import (
 	"context"
+	"errors"
 	"fmt"
 	"io"
+	"io/fs"
 	"log/slog"
-	"path"
+	"syscall"
 	"time"
 
 	"github.com/kata-deploy/kata-deploy/artifacts"
@@ -17,13 +19,18 @@ import (
 	"github.com/kata-deploy/kata-deploy/crio"
 	"github.com/kata-deploy/kata-deploy/internal/cri"
 	"github.com/kata-deploy/kata-deploy/internal/hostfs"
+	"github.com/kata-deploy/kata-deploy/internal/journal"
 	"github.com/kata-deploy/kata-deploy/nodelabel"
 	"github.com/kata-deploy/kata-deploy/runtime"
 	"github.com/kata-deploy/kata-deploy/systemd"
 )
 
-// LockPath is the host file concurrent installers on one node serialise on.
-const LockPath = "/run/kata-deploy.lock"
+// LockDir is the host directory concurrent installers on one node serialise
+// on (an flock on the directory itself). It is the node's state directory,
+// which every installer already needs writable: /run is read-only or not
+// mounted at all in the installer's pod, and a lock file in the state
+// directory would outlive the uninstall that empties it.
+const LockDir = journal.Dir
 
 // Config is what one node's install needs.
 type Config struct {
@@ -232,17 +239,73 @@ func (c *Config) artifactOptions() []artifacts.Option {
 	return opts
 }
 
-// lock serialises installers on the node.
+// lock serialises installers on the node. A state directory this call had
+// to make is removed again on unlock if nothing was put in it, so that a
+// run that changed nothing leaves nothing behind. (On a host root without
+// /var/lib, the parents it makes for a journal stay after the uninstall:
+// the journal records only the directory it had to make itself.)
 func (c *Config) lock(ctx context.Context) (func(), error) {
 	root, err := hostfs.New(c.HostRoot)
 	if err != nil {
 		return nil, err
 	}
-	if _, err := root.MkdirAll(path.Dir(LockPath), 0o755); err != nil {
-		return nil, err
+	c.log().Info("waiting for the node's installer lock", "path", LockDir)
+	for {
+		made, err := root.MkdirAll(LockDir, 0o700)
+		if err != nil {
+			return nil, fmt.Errorf("installer lock: %w (the state directory %s must be writable: mount it from the host)", err, LockDir)
+		}
+		d, err := root.OpenDir(LockDir)
+		if err != nil {
+			return nil, fmt.Errorf("installer lock: %w", err)
+		}
+		unlock, err := d.Lock(ctx)
+		if err != nil {
+			d.Close()
+			return nil, fmt.Errorf("installer lock: %w", err)
+		}
+		// An uninstall removes the state directory once it is empty, while
+		// holding the lock: a waiter then holds the lock of a directory
+		// that is gone, and must take the new one's.
+		if same, err := isSameDir(root, d); err != nil || !same {
+			unlock()
+			d.Close()
+			if err != nil {
+				return nil, fmt.Errorf("installer lock: %w", err)
+			}
+			continue
+		}
+		return func() {
+			for i := len(made) - 1; i >= 0; i-- {
+				if entries, err := root.ReadDir(made[i]); err != nil || len(entries) > 0 {
+					break
+				}
+				if err := root.Remove(made[i]); err != nil {
+					c.log().Warn("cannot remove the empty state directory", "path", made[i], "err", err)
+					break
+				}
+			}
+			unlock()
+			d.Close()
+		}, nil
 	}
-	c.log().Info("waiting for the node's installer lock", "path", LockPath)
-	return root.Lock(ctx, LockPath)
+}
+
+// isSameDir reports whether d is still the directory at LockDir.
+func isSameDir(root *hostfs.Root, d *hostfs.Dir) (bool, error) {
+	held, err := d.Lstat(".")
+	if err != nil {
+		return false, err
+	}
+	fi, err := root.Stat(LockDir)
+	if errors.Is(err, fs.ErrNotExist) {
+		return false, nil
+	}
+	if err != nil {
+		return false, err
+	}
+	st, ok := fi.Sys().(*syscall.Stat_t)
+	return ok && uint64(st.Dev) == uint64(held.Dev) && st.Ino == held.Ino, nil
 }
 
 func (c *Config) event(ctx context.Context, reason nodelabel.Reason, format string, args ...any) {

@@ -24,6 +24,7 @@ import (
 
 	"github.com/kata-deploy/kata-deploy/internal/hostfs"
 	"github.com/kata-deploy/kata-deploy/runtime"
+	"golang.org/x/sys/unix"
 )
 
 // Dir is the host directory that holds the journals.
@@ -220,7 +221,13 @@ func Apply(ctx context.Context, root *hostfs.Root, engine string, plan *runtime.
 			if entries, err := root.ReadDir(dirs[i]); err != nil || len(entries) > 0 {
 				break
 			}
-			if err := root.Remove(dirs[i]); err != nil {
+			err := root.Remove(dirs[i])
+			if errors.Is(err, unix.EBUSY) {
+				// A mount point, as in the installer's pod, where the kubelet
+				// made the directory for a hostPath volume: not ours to remove.
+				break
+			}
+			if err != nil {
 				return err
 			}
 		}
