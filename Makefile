@@ -4,7 +4,8 @@ GOFLAGS ?=
 
 .PHONY: test demo unit provision image bench fuzz vet
 
-# The node runtime the demo runs on: containerd-1.6, containerd-2.2 or crio-1.34.
+# The cluster the demo runs on: one node of containerd-1.6, containerd-2.2 or
+# crio-1.34, several (comma-separated), or all (one node of each).
 FLAVOUR ?= containerd-1.6
 
 # Everything the tests need, then every test (unit, real-runtime and
@@ -12,12 +13,12 @@ FLAVOUR ?= containerd-1.6
 test: provision vet
 	$(GO) test $(GOFLAGS) -count=1 -timeout 30m ./...
 
-# The whole lifecycle on a local cluster: a real kube-apiserver and a
-# systemd-booted node running $(FLAVOUR); the real kata-labeler,
-# kata-installer and kata-cleanup label, plan, install, verify, uninstall
-# and clean up, printing each step.
+# The README's quick start on a local cluster: a real control plane and
+# systemd-booted nodes running $(FLAVOUR) with a kubelet; the DaemonSets from
+# the image `make image` builds, applied and removed with the README's own
+# kubectl commands, printing each step and its figures.
 demo: provision
-	$(GO) test $(GOFLAGS) -count=1 -v -run 'TestQuickStart/$(FLAVOUR)$$' ./e2e
+	KATA_E2E_CLUSTER=$(FLAVOUR) $(GO) test $(GOFLAGS) -count=1 -v -run 'TestClusterQuickStart$$' ./e2e
 
 # Tests that need no root and no testbed (the rest skip with one line).
 unit:

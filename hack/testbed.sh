@@ -22,6 +22,8 @@ DEBIAN_SUITE=bookworm
 ROOTFS_REV=1
 # Bump when what goes into a flavour layer changes.
 LAYER_REV=1
+# The kubelet layer's files; its cache key is their digest.
+KUBE_LAYER_SRC=$(cd "$(dirname "$0")" && pwd)/testbed
 
 ROOTFS_PACKAGES=systemd,systemd-sysv,dbus,containerd,runc,conmon,crun,iptables,procps,iproute2,kmod,ca-certificates
 HOST_PACKAGES=(etcd-server containerd runc debootstrap systemd-container conmon crun iptables
@@ -190,13 +192,23 @@ prepare_kube() {
 	copy_replaces "$(modfile "k8s.io/kubernetes@$K8S_VERSION")" "$K8S_STAGING_VERSION" || return
 	go get "k8s.io/kubernetes/cmd/kube-apiserver@$K8S_VERSION" || return
 }
+# The control plane, a node's kubelet and kube-proxy, and kubectl: one cluster from one
+# source tree. They share most of the compile, so the later ones take seconds each.
+KUBE_CMDS="kube-apiserver kube-controller-manager kube-scheduler kubelet kube-proxy kubectl"
 compile_kube() {
 	cd "$W_kube" || return
-	go build -trimpath -o "$OUT_kube.tmp/kube-apiserver" \
-		-ldflags "-s -w -X k8s.io/component-base/version.gitVersion=$K8S_VERSION -X k8s.io/component-base/version.gitTreeState=clean" \
-		k8s.io/kubernetes/cmd/kube-apiserver || return
+	local c
+	for c in $KUBE_CMDS; do
+		# Static: kubelet and kube-proxy run inside the nodes.
+		CGO_ENABLED=0 go build -trimpath -o "$OUT_kube.tmp/$c" \
+			-ldflags "-s -w -X k8s.io/component-base/version.gitVersion=$K8S_VERSION -X k8s.io/component-base/version.gitTreeState=clean -X k8s.io/client-go/pkg/version.gitVersion=$K8S_VERSION" \
+			"k8s.io/kubernetes/cmd/$c" || return
+	done
 }
-built_kube() { [ -x "$OUT_kube/kube-apiserver" ]; }
+built_kube() {
+	local c
+	for c in $KUBE_CMDS; do [ -x "$OUT_kube/$c" ] || return 1; done
+}
 
 prepare_containerd() {
 	cd "$W_containerd" || return
@@ -438,6 +450,33 @@ EOF
 	LAYER_CRIO=$l
 }
 
+# The kubelet layer goes between a flavour layer and a cluster node's own files: kubelet
+# and kube-proxy, Debian's CNI plugins, and the units that run them. Everything that
+# differs per node (names, addresses, tokens, the runtime's socket) is written by
+# internal/testbed when the node boots.
+build_kube_layer() {
+	local id l deb
+	id=$(cd "$KUBE_LAYER_SRC" && cat kubelet.service kube-proxy.service testbed-node.service testbed-init testbed-node-setup | sha256sum | cut -c1-12)
+	l=$CACHE/layers/kube-$K8S_VERSION-$id
+	if [ ! -d "$l" ]; then
+		rm -rf "$l.tmp" && mkdir -p "$l.tmp/usr/local/bin" "$l.tmp/usr/local/sbin" \
+			"$l.tmp/etc/systemd/system/multi-user.target.wants" "$CACHE/debs"
+		cp "$OUT_kube/kubelet" "$OUT_kube/kube-proxy" "$l.tmp/usr/local/bin/"
+		(cd "$CACHE/debs" && apt-get download containernetworking-plugins) >"$CACHE/logs/cni-download.log" 2>&1 ||
+			die "apt-get download containernetworking-plugins failed, log: $CACHE/logs/cni-download.log"
+		deb=$(ls -t "$CACHE"/debs/containernetworking-plugins_*.deb | head -n 1)
+		dpkg-deb -x "$deb" "$l.tmp"
+		local unit
+		for unit in kubelet kube-proxy testbed-node; do
+			cp "$KUBE_LAYER_SRC/$unit.service" "$l.tmp/etc/systemd/system/"
+			ln -s "/etc/systemd/system/$unit.service" "$l.tmp/etc/systemd/system/multi-user.target.wants/$unit.service"
+		done
+		install -m 0755 "$KUBE_LAYER_SRC/testbed-init" "$KUBE_LAYER_SRC/testbed-node-setup" "$l.tmp/usr/local/sbin/"
+		mv "$l.tmp" "$l"
+	fi
+	LAYER_KUBE=$l
+}
+
 # exec_layer NAME BINARY: a tiny overlay layer holding BINARY at /.testbed/bin and the
 # libraries it links, so internal/testbed can run it chrooted into any test host root
 # (ContainerdConfigDump) whatever that root contains.
@@ -460,6 +499,10 @@ write_manifest() {
 # written by hack/testbed.sh provision; read by internal/testbed
 ETCD=$(command -v etcd)
 KUBE_APISERVER=$CACHE/kubernetes-$K8S_VERSION/kube-apiserver
+KUBE_CONTROLLER_MANAGER=$OUT_kube/kube-controller-manager
+KUBE_SCHEDULER=$OUT_kube/kube-scheduler
+KUBECTL=$OUT_kube/kubectl
+KUBE_LAYER=$LAYER_KUBE
 KUBERNETES_VERSION=$K8S_VERSION
 ROOTFS=$ROOTFS_DIR
 LAYER_containerd-1.6=$LAYER_CONTAINERD16
@@ -513,6 +556,7 @@ provision() {
 	fi
 	build_rootfs
 	build_layers
+	build_kube_layer
 	write_manifest
 	log "provisioned in $(($(date +%s) - START))s; manifest: $MANIFEST"
 }

@@ -18,6 +18,7 @@ import (
 	"os/exec"
 	"path/filepath"
 	"strconv"
+	"strings"
 	"syscall"
 	"testing"
 	"time"
@@ -40,6 +41,17 @@ type ControlPlane struct {
 	adminToken string
 	kubeconfig string
 	logDir     string
+	dir        string // certificates, keys, tokens
+}
+
+// cpOptions are the differences between the loopback control plane and a cluster's.
+type cpOptions struct {
+	bindAddr string   // default 127.0.0.1
+	port     int      // default: a free port
+	tokens   []string // more tokens.csv lines (kubelets, kube-proxy)
+	// cluster: the API server serves nodes with kubelets: the kubernetes Service gets
+	// bindAddr as its endpoint, kubelets are authorised as nodes and dialled by address.
+	cluster bool
 }
 
 // controlPlaneStartTimeout bounds etcd plus kube-apiserver becoming ready.
@@ -57,7 +69,7 @@ func StartControlPlane(t testing.TB) *ControlPlane {
 	var lastErr error
 	// A port found free can be taken before the daemon binds it: retry a few times.
 	for attempt := 0; attempt < 3; attempt++ {
-		c, stop, err := startControlPlane(ctx, e, filepath.Join(dir, strconv.Itoa(attempt)), logDir)
+		c, stop, err := startControlPlane(ctx, e, filepath.Join(dir, strconv.Itoa(attempt)), logDir, cpOptions{})
 		if err == nil {
 			t.Cleanup(func() {
 				if err := stop(); err != nil {
@@ -75,7 +87,10 @@ func StartControlPlane(t testing.TB) *ControlPlane {
 	return nil
 }
 
-func startControlPlane(ctx context.Context, e *env, dir, logDir string) (c *ControlPlane, stop func() error, err error) {
+func startControlPlane(ctx context.Context, e *env, dir, logDir string, o cpOptions) (c *ControlPlane, stop func() error, err error) {
+	if o.bindAddr == "" {
+		o.bindAddr = "127.0.0.1"
+	}
 	if err := os.MkdirAll(dir, 0o700); err != nil {
 		return nil, nil, fmt.Errorf("control plane dir: %w", err)
 	}
@@ -121,7 +136,7 @@ func startControlPlane(ctx context.Context, e *env, dir, logDir string) (c *Cont
 		return nil, nil, fmt.Errorf("etcd: %w", err)
 	}
 
-	caPEM, certPEM, keyPEM, err := servingCerts()
+	caPEM, certPEM, keyPEM, err := servingCerts(net.ParseIP(o.bindAddr), net.ParseIP(kubernetesServiceIP))
 	if err != nil {
 		return nil, nil, err
 	}
@@ -136,24 +151,24 @@ func startControlPlane(ctx context.Context, e *env, dir, logDir string) (c *Cont
 		"apiserver.key": keyPEM,
 		"sa.key":        saKeyPEM,
 		"sa.pub":        saPubPEM,
-		"tokens.csv":    []byte(adminToken + ",testbed-admin,testbed-admin,system:masters\n"),
+		"tokens.csv":    []byte(strings.Join(append([]string{adminToken + ",testbed-admin,testbed-admin,system:masters"}, o.tokens...), "\n") + "\n"),
 	}
 	for name, data := range files {
 		if err := os.WriteFile(filepath.Join(dir, name), data, 0o600); err != nil {
 			return nil, nil, fmt.Errorf("control plane files: %w", err)
 		}
 	}
-	port, err := freePort()
-	if err != nil {
-		return nil, nil, err
+	port := o.port
+	if port == 0 {
+		if port, err = freePort(); err != nil {
+			return nil, nil, err
+		}
 	}
-	host := fmt.Sprintf("https://127.0.0.1:%d", port)
-	api, err := startDaemon("kube-apiserver", exec.Command(e.kubeAPIServer,
+	host := "https://" + net.JoinHostPort(o.bindAddr, strconv.Itoa(port))
+	args := []string{
 		"--etcd-servers", etcdURL,
-		"--bind-address", "127.0.0.1",
-		"--advertise-address", "127.0.0.1",
-		// No kubernetes Service endpoints: its reconciler refuses loopback addresses.
-		"--endpoint-reconciler-type=none",
+		"--bind-address", o.bindAddr,
+		"--advertise-address", o.bindAddr,
 		"--secure-port", strconv.Itoa(port),
 		"--cert-dir", filepath.Join(dir, "certs"),
 		"--tls-cert-file", filepath.Join(dir, "apiserver.crt"),
@@ -162,12 +177,26 @@ func startControlPlane(ctx context.Context, e *env, dir, logDir string) (c *Cont
 		"--service-account-issuer", "https://kubernetes.default.svc",
 		"--service-account-key-file", filepath.Join(dir, "sa.pub"),
 		"--service-account-signing-key-file", filepath.Join(dir, "sa.key"),
-		"--authorization-mode", "RBAC",
-		"--service-cluster-ip-range", "10.96.0.0/16",
+		"--service-cluster-ip-range", serviceCIDR,
 		"--allow-privileged=true",
 		"--profiling=false",
 		"--v=1",
-	), filepath.Join(logDir, "kube-apiserver.log"), syscall.SIGKILL)
+	}
+	if o.cluster {
+		args = append(args,
+			"--authorization-mode", "Node,RBAC",
+			// The nodes' kubelets, for logs and exec: dialled on their veth address.
+			"--kubelet-preferred-address-types", "InternalIP",
+		)
+	} else {
+		args = append(args,
+			"--authorization-mode", "RBAC",
+			// No kubernetes Service endpoints: its reconciler refuses loopback addresses.
+			"--endpoint-reconciler-type=none",
+		)
+	}
+	api, err := startDaemon("kube-apiserver", exec.Command(e.kubeAPIServer, args...),
+		filepath.Join(logDir, "kube-apiserver.log"), syscall.SIGKILL)
 	if err != nil {
 		return nil, nil, err
 	}
@@ -177,7 +206,7 @@ func startControlPlane(ctx context.Context, e *env, dir, logDir string) (c *Cont
 	if err := waitHTTP(ctx, api, host+"/readyz", pool, adminToken); err != nil {
 		return nil, nil, fmt.Errorf("kube-apiserver: %w", err)
 	}
-	c = &ControlPlane{host: host, caPEM: caPEM, adminToken: adminToken, logDir: logDir,
+	c = &ControlPlane{host: host, caPEM: caPEM, adminToken: adminToken, logDir: logDir, dir: dir,
 		kubeconfig: filepath.Join(dir, "admin.kubeconfig")}
 	if err := c.writeKubeconfig(); err != nil {
 		return nil, nil, err
@@ -220,8 +249,15 @@ func waitHTTP(ctx context.Context, d *daemon, url string, pool *x509.CertPool, t
 	}
 }
 
-// servingCerts makes a throw-away CA and a serving certificate for 127.0.0.1.
-func servingCerts() (caPEM, certPEM, keyPEM []byte, err error) {
+// The Services' address range, and the kubernetes Service's address in it.
+const (
+	serviceCIDR         = "10.96.0.0/16"
+	kubernetesServiceIP = "10.96.0.1"
+)
+
+// servingCerts makes a throw-away CA and a serving certificate for ips and the
+// kubernetes Service's names.
+func servingCerts(ips ...net.IP) (caPEM, certPEM, keyPEM []byte, err error) {
 	caKey, err := ecdsa.GenerateKey(elliptic.P256(), rand.Reader)
 	if err != nil {
 		return nil, nil, nil, fmt.Errorf("ca key: %w", err)
@@ -255,8 +291,8 @@ func servingCerts() (caPEM, certPEM, keyPEM []byte, err error) {
 		NotAfter:     now.Add(24 * time.Hour),
 		KeyUsage:     x509.KeyUsageDigitalSignature,
 		ExtKeyUsage:  []x509.ExtKeyUsage{x509.ExtKeyUsageServerAuth},
-		IPAddresses:  []net.IP{net.ParseIP("127.0.0.1")},
-		DNSNames:     []string{"localhost", "kubernetes", "kubernetes.default", "kubernetes.default.svc"},
+		IPAddresses:  ips,
+		DNSNames:     []string{"localhost", "kubernetes", "kubernetes.default", "kubernetes.default.svc", "kubernetes.default.svc.cluster.local"},
 	}
 	der, err := x509.CreateCertificate(rand.Reader, tmpl, caCert, &key.PublicKey, caKey)
 	if err != nil {

@@ -26,8 +26,14 @@ type env struct {
 	rootfs        string
 	crio          string
 	crictl        string
-	layers        map[Flavour]string // flavour -> overlay layer directory
-	execLayers    map[Flavour]string // flavour -> layer holding /.testbed/bin/containerd
+	// A cluster's: StartCluster needs them, the rest of the testbed does not.
+	kubeControllerManager string
+	kubeScheduler         string
+	kubectl               string
+	kubeLayer             string
+	standinShim           string // a containerd shim v2 that runs pods with runc
+	layers                map[Flavour]string // flavour -> overlay layer directory
+	execLayers            map[Flavour]string // flavour -> layer holding /.testbed/bin/containerd
 }
 
 // CacheDir is where hack/testbed.sh keeps its builds: $KATA_DEPLOY_CACHE, else
@@ -82,6 +88,16 @@ func loadEnv() (*env, error) {
 			e.crio = v
 		case k == "CRICTL":
 			e.crictl = v
+		case k == "KUBE_CONTROLLER_MANAGER":
+			e.kubeControllerManager = v
+		case k == "KUBE_SCHEDULER":
+			e.kubeScheduler = v
+		case k == "KUBECTL":
+			e.kubectl = v
+		case k == "KUBE_LAYER":
+			e.kubeLayer = v
+		case k == "STANDIN_SHIM":
+			e.standinShim = v
 		case strings.HasPrefix(k, "LAYER_"):
 			e.layers[Flavour(strings.TrimPrefix(k, "LAYER_"))] = v
 		case strings.HasPrefix(k, "EXEC_"):
@@ -91,7 +107,8 @@ func loadEnv() (*env, error) {
 	if err := sc.Err(); err != nil {
 		return nil, fmt.Errorf("read testbed manifest %s: %w", path, err)
 	}
-	need := []string{e.etcd, e.kubeAPIServer, filepath.Join(e.rootfs, "usr/bin/containerd"), e.crio}
+	need := []string{e.etcd, e.kubeAPIServer, filepath.Join(e.rootfs, "usr/bin/containerd"), e.crio,
+		e.kubeControllerManager, e.kubeScheduler, e.kubectl, e.kubeLayer}
 	for _, f := range Flavours() {
 		need = append(need, e.layers[f])
 	}

@@ -8,6 +8,7 @@ import (
 	"os"
 	"os/exec"
 	"path/filepath"
+	"slices"
 	"strconv"
 	"strings"
 	"syscall"
@@ -62,6 +63,11 @@ type nodeOptions struct {
 	binds     []string
 	timeout   time.Duration
 	noCRIWait bool
+	// Set by StartCluster for a node that runs a kubelet.
+	layers     []string          // extra lower layers, above the flavour's
+	init       []string          // PID 1 command instead of --boot
+	nspawnArgs []string          // extra systemd-nspawn options
+	afterStart func(*Node) error // once the node's systemd runs
 }
 
 type nodeFile struct {
@@ -188,18 +194,25 @@ func (n *Node) boot(layer string, o nodeOptions) error {
 			return err
 		}
 	}
-	opts := "lowerdir=" + layer + ":" + n.env.rootfs + ",upperdir=" + upper + ",workdir=" + work
+	lower := strings.Join(append(append(slices.Clone(o.layers), layer), n.env.rootfs), ":")
+	opts := "lowerdir=" + lower + ",upperdir=" + upper + ",workdir=" + work
 	if err := syscall.Mount("overlay", n.root, "overlay", 0, opts); err != nil {
 		return fmt.Errorf("mount overlay root (%s): %w", opts, err)
 	}
 	args := []string{
-		"--quiet", "--boot", "--directory", n.root, "--machine", n.name,
+		"--quiet", "--directory", n.root, "--machine", n.name,
 		"--register=no", "--keep-unit", "--resolv-conf=off", "--timezone=off", "--link-journal=no",
 		// Image stores on tmpfs: overlayfs snapshots cannot stack on the overlay root.
 		"--tmpfs=/var/lib/containerd", "--tmpfs=/var/lib/containers",
 	}
 	for _, b := range o.binds {
 		args = append(args, "--bind="+b)
+	}
+	args = append(args, o.nspawnArgs...)
+	if len(o.init) > 0 {
+		args = append(append(args, "--"), o.init...)
+	} else {
+		args = append(args, "--boot")
 	}
 	cmd := exec.Command("systemd-nspawn", args...)
 	cmd.Env = []string{"PATH=/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bin", "SYSTEMD_LOG_LEVEL=warning"}
@@ -216,6 +229,11 @@ func (n *Node) boot(layer string, o nodeOptions) error {
 	defer cancel()
 	if n.pid, err = n.findInit(ctx); err != nil {
 		return err
+	}
+	if o.afterStart != nil {
+		if err := o.afterStart(n); err != nil {
+			return err
+		}
 	}
 	return n.waitReady(ctx, !o.noCRIWait)
 }
