@@ -42,7 +42,7 @@ func (c *Config) Install(ctx context.Context) (err error) {
 	}
 	// The config is planned first: a config we cannot edit must fail the
 	// install before anything is written.
-	plan, err := t.engine.PlanInstall(t.spec)
+	plan, err := t.engine.PlanInstall(ctx, t.spec)
 	if err != nil {
 		return err
 	}
@@ -109,7 +109,7 @@ func (c *Config) rollback(ctx context.Context, t *target, hadPayload bool, cause
 	ctx = context.WithoutCancel(ctx)
 	c.log().Error("install failed; putting the runtime config back", "err", cause)
 	errs := []error{cause}
-	if plan, err := t.engine.PlanUninstall(); err != nil {
+	if plan, err := t.engine.PlanUninstall(ctx); err != nil {
 		errs = append(errs, fmt.Errorf("rollback: %w", err))
 	} else if err := t.engine.Apply(ctx, plan); err != nil {
 		errs = append(errs, fmt.Errorf("rollback: %w", err))
@@ -179,7 +179,7 @@ func (c *Config) Uninstall(ctx context.Context) error {
 	if err != nil {
 		return err
 	}
-	plan, err := t.engine.PlanUninstall()
+	plan, err := t.engine.PlanUninstall(ctx)
 	if err != nil {
 		return err
 	}
@@ -233,7 +233,7 @@ func (c *Config) Plan(ctx context.Context, w io.Writer) error {
 	if err != nil {
 		return err
 	}
-	plan, err := t.engine.PlanInstall(t.spec)
+	plan, err := t.engine.PlanInstall(ctx, t.spec)
 	if err != nil {
 		return err
 	}
@@ -281,7 +281,7 @@ func (c *Config) Status(ctx context.Context) (*Status, error) {
 	default:
 		s.Payload = rec
 	}
-	undo, err := t.engine.PlanUninstall()
+	undo, err := t.engine.PlanUninstall(ctx)
 	if err != nil {
 		return nil, err
 	}
