@@ -92,7 +92,9 @@ func (e *Engine) takeOutTables(ctx context.Context, doc *document, inserted []by
 			k := keyOf(x)
 			inOurs = x.Kind == unstable.Table && slices.Contains(ours, k)
 			if inOurs {
-				from = doc.lineStart(firstKeyOffset(x))
+				// A header's own range is empty: its key parts say where
+				// it is.
+				from, to = doc.lineStart(firstKeyOffset(x)), doc.lineEnd(lastKeyOffset(x))
 				cut = append(cut, [2]int{from, to})
 				found = append(found, k)
 			}
@@ -149,7 +151,7 @@ func sameExceptRemoved(ctx context.Context, doc *document, after []byte, cut [][
 		switch x.Kind {
 		case unstable.Table, unstable.ArrayTable:
 			table = splitKey(keyOf(x))
-			if inCut(int(x.Raw.Offset)) {
+			if inCut(firstKeyOffset(x)) {
 				deleteKey(expect, table)
 			}
 		case unstable.KeyValue:
@@ -164,6 +166,15 @@ func sameExceptRemoved(ctx context.Context, doc *document, after []byte, cut [][
 		return errors.New("taking out kata-deploy's edit would change other settings too (a table or key of someone else's follows kata-deploy's tables without a header of its own); take kata-deploy's tables out by hand, then run uninstall again")
 	}
 	return nil
+}
+
+func lastKeyOffset(e *unstable.Node) int {
+	off := 0
+	it := e.Key()
+	for it.Next() {
+		off = int(it.Node().Raw.Offset)
+	}
+	return off
 }
 
 // tableKeys lists the table headers of a rendered block.
