@@ -6,6 +6,8 @@ import (
 	"errors"
 	"fmt"
 	"io"
+	"maps"
+	"slices"
 	"strings"
 	"time"
 
@@ -54,7 +56,11 @@ func (c *Config) Install(ctx context.Context) (err error) {
 	for _, h := range t.spec.Handlers {
 		if got := rep.Shims[h.Shim]; got != h.ConfigPath {
 			c.undoPayload(ctx, hadPayload)
-			return fmt.Errorf("handler %s needs %s, but the payload provides %q for shim %s: pick --shims from those the payload has", h.Name, h.ConfigPath, got, h.Shim)
+			has := slices.Sorted(maps.Keys(rep.Shims))
+			if got == "" {
+				return fmt.Errorf("the payload %s has no Kata config for shim %s (%s): pick --shims from those it has: %s", c.Payload, h.Shim, h.ConfigPath, strings.Join(has, ","))
+			}
+			return fmt.Errorf("handler %s needs %s, but the payload has shim %s's config at %s: pick --shims from those it has where kata-deploy expects them: %s", h.Name, h.ConfigPath, h.Shim, got, strings.Join(has, ","))
 		}
 	}
 	if err := t.engine.Apply(ctx, plan); err != nil {

@@ -122,7 +122,7 @@ func (j *Journal) Ours(p string, content []byte) bool {
 const SavedDir = Dir + "/saved"
 
 // MaxFileSize is the largest config file the journal reads back.
-const MaxFileSize = 16 << 20
+const MaxFileSize = 4 << 20
 
 // Surgery is what a Surgeon makes of a file someone changed since the
 // engine edited it.
