@@ -61,7 +61,7 @@ func BenchmarkPlanInstall100KB(b *testing.B) {
 			b.SetBytes(int64(len(config)))
 			b.ReportAllocs()
 			for b.Loop() {
-				if _, err := e.PlanInstall(spec); err != nil {
+				if _, err := e.PlanInstall(context.Background(), spec); err != nil {
 					b.Fatal(err)
 				}
 			}
@@ -83,7 +83,7 @@ func BenchmarkPlanInstallDefault(b *testing.B) {
 	spec := benchSpec(b)
 	b.ReportAllocs()
 	for b.Loop() {
-		if _, err := e.PlanInstall(spec); err != nil {
+		if _, err := e.PlanInstall(context.Background(), spec); err != nil {
 			b.Fatal(err)
 		}
 	}
@@ -101,14 +101,14 @@ func BenchmarkInstallUninstall100KB(b *testing.B) {
 	ctx := context.Background()
 	b.ReportAllocs()
 	for b.Loop() {
-		p, err := e.PlanInstall(spec)
+		p, err := e.PlanInstall(context.Background(), spec)
 		if err != nil {
 			b.Fatal(err)
 		}
 		if err := e.Apply(ctx, p); err != nil {
 			b.Fatal(err)
 		}
-		u, err := e.PlanUninstall()
+		u, err := e.PlanUninstall(context.Background())
 		if err != nil {
 			b.Fatal(err)
 		}

@@ -2,15 +2,15 @@ package containerd
 
 import (
 	"bytes"
+	"context"
 	"errors"
 	"fmt"
-	"github.com/kata-deploy/kata-deploy/runtime"
 	"strings"
 
-	"github.com/pelletier/go-toml/v2"
 	"github.com/pelletier/go-toml/v2/unstable"
 
 	"github.com/kata-deploy/kata-deploy/internal/tomltext"
+	"github.com/kata-deploy/kata-deploy/runtime"
 )
 
 // document is one parsed containerd config file: its decoded values, and
@@ -34,6 +34,8 @@ type document struct {
 	inline map[string]int
 	// block is the span of the engine's own managed block, if present.
 	block *span
+	// lines finds the line of an offset, for messages.
+	lines tomltext.Lines
 }
 
 type span struct{ start, end int }
@@ -50,38 +52,40 @@ type importElem struct {
 }
 
 // parseDocument parses data as a containerd config. marker names the
-// engine's managed block (see blockMarkers).
-func parseDocument(path string, data []byte, marker string) (*document, error) {
+// engine's managed block (see blockMarkers). It takes time linear in
+// len(data) and stops when ctx ends.
+func parseDocument(ctx context.Context, path string, data []byte, marker string) (*document, error) {
 	d := &document{path: path, data: data, afterVersion: -1, firstTable: len(data), inline: map[string]int{}, eol: "\n"}
 	if i := bytes.IndexByte(data, '\n'); i > 0 && data[i-1] == '\r' {
 		d.eol = "\r\n"
 	}
-	if err := toml.Unmarshal(data, &d.tree); err != nil {
-		return nil, d.decodeError(err)
+	tree, err := tomltext.Decode(ctx, data)
+	if err != nil {
+		return nil, decodeError(path, err)
 	}
-	if d.tree == nil {
-		d.tree = map[string]any{}
-	}
+	d.tree = tree
+	d.lines = tomltext.NewLines(data)
 	if err := d.readVersion(); err != nil {
 		return nil, err
 	}
-	if err := d.index(marker); err != nil {
+	if err := d.index(ctx, marker); err != nil {
 		return nil, err
 	}
 	return d, nil
 }
 
-func (d *document) decodeError(err error) error {
-	var de *toml.DecodeError
-	if errors.As(err, &de) {
-		line, _ := de.Position()
-		return &runtime.ConfigError{Path: d.path, Line: line, Key: strings.Join(de.Key(), "."), Err: errors.New(de.String())}
+// decodeError names the file of a decoding error; the error itself quotes
+// at most a short excerpt of it.
+func decodeError(path string, err error) error {
+	if errors.Is(err, context.Canceled) || errors.Is(err, context.DeadlineExceeded) {
+		return fmt.Errorf("read %s: %w", path, err)
 	}
-	var sm *toml.StrictMissingError
-	if errors.As(err, &sm) {
-		return &runtime.ConfigError{Path: d.path, Err: err}
+	var te *tomltext.Error
+	if errors.As(err, &te) {
+		line, key, msg := te.Parts()
+		return &runtime.ConfigError{Path: path, Line: line, Key: key, Err: msg}
 	}
-	return &runtime.ConfigError{Path: d.path, Err: fmt.Errorf("malformed TOML: %w", err)}
+	return &runtime.ConfigError{Path: path, Err: err}
 }
 
 func (d *document) readVersion() error {
@@ -92,7 +96,7 @@ func (d *document) readVersion() error {
 	}
 	n, ok := v.(int64)
 	if !ok {
-		return &runtime.ConfigError{Path: d.path, Line: d.lineOfKey("version"), Key: "version", Err: fmt.Errorf("want an integer, got %v (%T)", v, v)}
+		return &runtime.ConfigError{Path: d.path, Line: d.lineOfKey("version"), Key: "version", Err: fmt.Errorf("want an integer, got a %T", v)}
 	}
 	if n < 1 || n > 4 {
 		return &runtime.ConfigError{Path: d.path, Line: d.lineOfKey("version"), Key: "version", Err: fmt.Errorf("unknown containerd config version %d (known: 1 to 4)", n)}
@@ -119,7 +123,7 @@ func (d *document) lineOfKey(key string) int {
 
 // index walks the file's expressions once and records the offsets the
 // edits need.
-func (d *document) index(marker string) error {
+func (d *document) index(ctx context.Context, marker string) error {
 	begin, end := blockMarkers(marker)
 	var p unstable.Parser
 	p.KeepComments = true
@@ -127,7 +131,12 @@ func (d *document) index(marker string) error {
 	var table string
 	seenTable := false
 	blockStart := -1
-	for p.NextExpression() {
+	for n := 0; p.NextExpression(); n++ {
+		if n%1024 == 0 {
+			if err := ctx.Err(); err != nil {
+				return fmt.Errorf("read %s: %w", d.path, err)
+			}
+		}
 		e := p.Expression()
 		switch e.Kind {
 		case unstable.Comment:
@@ -174,7 +183,8 @@ func (d *document) index(marker string) error {
 		}
 	}
 	if err := p.Error(); err != nil {
-		return &runtime.ConfigError{Path: d.path, Err: fmt.Errorf("malformed TOML: %w", err)}
+		// Decode has parsed the same bytes without error.
+		return &runtime.ConfigError{Path: d.path, Err: errors.New("internal error: malformed TOML")}
 	}
 	return nil
 }
@@ -228,7 +238,7 @@ func firstKeyOffset(e *unstable.Node) int {
 	return int(it.Node().Raw.Offset)
 }
 
-func (d *document) line(off int) int { return bytes.Count(d.data[:off], []byte("\n")) + 1 }
+func (d *document) line(off int) int { return d.lines.Line(off) }
 
 func (d *document) lineStart(off int) int { return bytes.LastIndexByte(d.data[:off], '\n') + 1 }
 

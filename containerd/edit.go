@@ -1,12 +1,13 @@
 package containerd
 
 import (
-	"errors"
+	"context"
 	"fmt"
-	"github.com/kata-deploy/kata-deploy/internal/tomltext"
-	"github.com/kata-deploy/kata-deploy/runtime"
 	"maps"
 	"reflect"
+
+	"github.com/kata-deploy/kata-deploy/internal/tomltext"
+	"github.com/kata-deploy/kata-deploy/runtime"
 
 	"github.com/google/go-cmp/cmp"
 	"github.com/pelletier/go-toml/v2"
@@ -18,7 +19,7 @@ import (
 // The element goes first: containerd stops reading imports at the first
 // file that does not exist, without an error, so an entry after a stale
 // one would never be loaded.
-func addImport(main *document, p string) ([]byte, error) {
+func addImport(ctx context.Context, main *document, p string) ([]byte, error) {
 	var at int
 	var insert string
 	switch a := main.imports; {
@@ -44,7 +45,7 @@ func addImport(main *document, p string) ([]byte, error) {
 		}
 	}
 	after := splice(main.data, at, at, insert)
-	if err := verify(main, after, func(tree map[string]any) {
+	if err := verify(ctx, main, after, func(tree map[string]any) {
 		imports, _ := tree["imports"].([]any)
 		tree["imports"] = append([]any{p}, imports...)
 	}); err != nil {
@@ -73,7 +74,7 @@ func removeImport(doc *document, im importElem) []byte {
 // appendBlock returns base's bytes with block appended between the
 // engine's markers, after checking that the only effect is the block's own
 // tables.
-func appendBlock(base *document, block, name string) ([]byte, error) {
+func appendBlock(ctx context.Context, base *document, block, name string) ([]byte, error) {
 	begin, end := blockMarkers(name)
 	data := base.data
 	var b []byte
@@ -92,7 +93,7 @@ func appendBlock(base *document, block, name string) ([]byte, error) {
 	if err := toml.Unmarshal([]byte(block), &added); err != nil {
 		return nil, fmt.Errorf("internal error: rendered runtime tables do not parse: %w", err)
 	}
-	if err := verify(base, b, func(tree map[string]any) { mergeTree(tree, added) }); err != nil {
+	if err := verify(ctx, base, b, func(tree map[string]any) { mergeTree(tree, added) }); err != nil {
 		return nil, err
 	}
 	return b, nil
@@ -115,13 +116,11 @@ func removeBlock(doc *document) []byte {
 // verify parses an edited file and checks that it means exactly what the
 // original meant with expect applied, so that an edit can never change a
 // setting it was not meant to.
-func verify(orig *document, after []byte, expect func(map[string]any)) error {
-	var got map[string]any
-	if err := toml.Unmarshal(after, &got); err != nil {
-		var de *toml.DecodeError
-		if errors.As(err, &de) {
-			line, _ := de.Position()
-			return &runtime.ConfigError{Path: orig.path, Line: line, Err: fmt.Errorf("cannot add the Kata runtimes to this file: %s", de.String())}
+func verify(ctx context.Context, orig *document, after []byte, expect func(map[string]any)) error {
+	got, err := tomltext.Decode(ctx, after)
+	if err != nil {
+		if ctx.Err() != nil {
+			return err
 		}
 		return &runtime.ConfigError{Path: orig.path, Err: fmt.Errorf("cannot add the Kata runtimes to this file: %w", err)}
 	}
@@ -172,7 +171,7 @@ func cloneTree(m map[string]any) map[string]any {
 // renderRestated writes a drop-in for a containerd that lets an imported
 // plugin table replace the main one: each plugin table the handlers touch
 // is copied whole from main, with the handlers added.
-func renderRestated(main *document, entries []entry, name string) ([]byte, error) {
+func renderRestated(ctx context.Context, main *document, entries []entry, name string) ([]byte, error) {
 	var added map[string]any
 	if err := toml.Unmarshal([]byte(renderTables(main.version, entries, "\n")), &added); err != nil {
 		return nil, fmt.Errorf("internal error: rendered runtime tables do not parse: %w", err)

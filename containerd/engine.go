@@ -112,7 +112,7 @@ func (e *Engine) journalName() string {
 func (e *Engine) dropInName() string { return e.name + ".toml" }
 
 // PlanInstall returns the changes that register spec's handlers.
-func (e *Engine) PlanInstall(spec runtime.Spec) (*runtime.Plan, error) {
+func (e *Engine) PlanInstall(ctx context.Context, spec runtime.Spec) (*runtime.Plan, error) {
 	if len(spec.Handlers) == 0 {
 		return nil, errors.New("containerd: no handlers to register")
 	}
@@ -127,28 +127,42 @@ func (e *Engine) PlanInstall(spec runtime.Spec) (*runtime.Plan, error) {
 	var f files
 	switch e.variant {
 	case runtime.VariantK0s:
-		err = e.planDropIn(&f, e.configPath, e.dropInVersion(), spec, nil)
+		err = e.planDropIn(ctx, &f, e.configPath, e.dropInVersion(), spec, nil)
 	case runtime.VariantMicroK8s:
-		err = e.planInPlace(&f, e.configPath, spec)
+		err = e.planInPlace(ctx, &f, e.configPath, spec)
 	case runtime.VariantK3s, runtime.VariantK3sAgent, runtime.VariantRKE2Server, runtime.VariantRKE2Agent:
-		err = e.planDistro(&f, spec)
+		err = e.planDistro(ctx, &f, spec)
 	default:
-		err = e.planContainerd(&f, spec, j)
+		err = e.planContainerd(ctx, &f, spec, j)
 	}
 	if err != nil {
 		return nil, err
+	}
+	// What is written, recorded and later removed is what the paths
+	// resolve to on the host, never a symlink of the user's on the way.
+	if err := journal.ResolvePaths(e.root, f.changes); err != nil {
+		return nil, err
+	}
+	for i, t := range f.targets {
+		if f.targets[i], err = e.root.Resolve(t); err != nil {
+			return nil, err
+		}
 	}
 	plan := &runtime.Plan{Kind: runtime.Install, Changes: f.changes}
 	// A file an earlier install wrote that this one no longer uses (say,
 	// containerd was upgraded and the strategy changed) is undone.
 	stale := &journal.Journal{Engine: j.Engine, Files: map[string]*journal.File{}}
 	for p, jf := range j.Files {
-		if !slices.Contains(f.targets, p) {
+		resolved, err := e.root.Resolve(p)
+		if err != nil {
+			return nil, err
+		}
+		if !slices.Contains(f.targets, resolved) {
 			stale.Files[p] = jf
 		}
 	}
 	if len(stale.Files) > 0 {
-		undo, err := journal.PlanUninstall(e.root, stale, e.takeOut)
+		undo, err := journal.PlanUninstall(ctx, e.root, stale, e.takeOut)
 		if err != nil {
 			return nil, err
 		}
@@ -159,12 +173,12 @@ func (e *Engine) PlanInstall(spec runtime.Spec) (*runtime.Plan, error) {
 }
 
 // PlanUninstall returns the changes that undo every install on the host.
-func (e *Engine) PlanUninstall() (*runtime.Plan, error) {
+func (e *Engine) PlanUninstall(ctx context.Context) (*runtime.Plan, error) {
 	j, err := journal.Load(e.root, e.journalName())
 	if err != nil {
 		return nil, err
 	}
-	return journal.PlanUninstall(e.root, j, e.takeOut)
+	return journal.PlanUninstall(ctx, e.root, j, e.takeOut)
 }
 
 // Apply carries out a plan made by this engine.
@@ -188,38 +202,38 @@ func (f *files) add(target string, changes ...runtime.FileChange) {
 }
 
 // planContainerd plans for a stand-alone containerd.
-func (e *Engine) planContainerd(f *files, spec runtime.Spec, j *journal.Journal) error {
-	if jf := j.Files[e.configPath]; jf != nil && jf.Created {
-		return e.planNewConfig(f, spec)
+func (e *Engine) planContainerd(ctx context.Context, f *files, spec runtime.Spec, j *journal.Journal) error {
+	if jf := j.File(e.root, e.configPath); jf != nil && jf.Created {
+		return e.planNewConfig(ctx, f, spec)
 	}
-	main, err := e.read(e.configPath)
+	main, err := e.read(ctx, e.configPath)
 	if err != nil {
 		return err
 	}
 	if main == nil {
-		return e.planNewConfig(f, spec)
+		return e.planNewConfig(ctx, f, spec)
 	}
 	if !e.mergesImports() {
-		target, err := e.criOwner(main)
+		target, err := e.criOwner(ctx, main)
 		if err != nil {
 			return err
 		}
 		if target == main.path {
-			return e.planInPlaceDoc(f, main, spec)
+			return e.planInPlaceDoc(ctx, f, main, spec)
 		}
-		return e.planInPlace(f, target, spec)
+		return e.planInPlace(ctx, f, target, spec)
 	}
 	if dir, err := e.importedDir(main); err != nil || dir != "" {
 		if err != nil {
 			return err
 		}
-		return e.planDropIn(f, dir, importedVersion(main), spec, nil)
+		return e.planDropIn(ctx, f, dir, importedVersion(main), spec, nil)
 	}
 	dropIn := path.Join(path.Dir(e.configPath), e.dropInName())
-	if err := e.planDropIn(f, path.Dir(e.configPath), importedVersion(main), spec, nil); err != nil {
+	if err := e.planDropIn(ctx, f, path.Dir(e.configPath), importedVersion(main), spec, nil); err != nil {
 		return err
 	}
-	after, err := addImport(main, dropIn)
+	after, err := addImport(ctx, main, dropIn)
 	if err != nil {
 		return err
 	}
@@ -227,15 +241,15 @@ func (e *Engine) planContainerd(f *files, spec runtime.Spec, j *journal.Journal)
 		f.add(e.configPath)
 		return nil
 	}
-	f.add(e.configPath, runtime.FileChange{Op: runtime.Modify, Path: e.configPath, Before: main.data, After: after, Why: "import " + dropIn})
+	f.add(e.configPath, runtime.FileChange{Op: runtime.Modify, Path: e.configPath, Before: main.data, After: after, Inserted: []byte(dropIn), Why: "import " + dropIn})
 	return nil
 }
 
 // planDistro plans for k3s and rke2, whose config.toml is rendered from a
 // template at every start and so must never be edited: the handlers go into
 // the drop-in directory that the rendered config imports.
-func (e *Engine) planDistro(f *files, spec runtime.Spec) error {
-	main, err := e.read(e.configPath)
+func (e *Engine) planDistro(ctx context.Context, f *files, spec runtime.Spec) error {
+	main, err := e.read(ctx, e.configPath)
 	if err != nil {
 		return err
 	}
@@ -258,18 +272,18 @@ func (e *Engine) planDistro(f *files, spec runtime.Spec) error {
 			e.variant, e.variant, d, sub, d, sub, d, path.Base(e.configPath), e.variant.RuntimeUnit())}
 	}
 	if e.mergesImports() {
-		return e.planDropIn(f, dir, importedVersion(main), spec, nil)
+		return e.planDropIn(ctx, f, dir, importedVersion(main), spec, nil)
 	}
 	// This containerd lets an imported plugin table replace the rendered
 	// one, so the drop-in restates the rendered tables it touches.
-	return e.planDropIn(f, dir, main.version, spec, main)
+	return e.planDropIn(ctx, f, dir, main.version, spec, main)
 }
 
 // planNewConfig plans a config file for a host that has none, so that the
 // result is what containerd would do by default plus the Kata handlers.
-func (e *Engine) planNewConfig(f *files, spec runtime.Spec) error {
+func (e *Engine) planNewConfig(ctx context.Context, f *files, spec runtime.Spec) error {
 	version := e.dropInVersion()
-	empty, err := parseDocument(e.configPath, nil, e.name)
+	empty, err := parseDocument(ctx, e.configPath, nil, e.name)
 	if err != nil {
 		return err
 	}
@@ -282,15 +296,15 @@ func (e *Engine) planNewConfig(f *files, spec runtime.Spec) error {
 	b.WriteString("# Written by " + e.name + " because the host had no containerd config; removed by uninstall.\n")
 	fmt.Fprintf(&b, "version = %d\n\n", version)
 	b.WriteString(renderTables(version, entries, "\n"))
-	return e.planOwnedFile(f, e.configPath, []byte(b.String()), "no containerd config on the host")
+	return e.planOwnedFile(ctx, f, e.configPath, []byte(b.String()), "no containerd config on the host")
 }
 
 // planDropIn plans the engine's own drop-in file in dir. With restate, the
 // drop-in also carries restate's tables for every plugin it touches, for a
 // containerd that replaces plugin tables from imports.
-func (e *Engine) planDropIn(f *files, dir string, version int, spec runtime.Spec, restate *document) error {
+func (e *Engine) planDropIn(ctx context.Context, f *files, dir string, version int, spec runtime.Spec, restate *document) error {
 	p := path.Join(dir, e.dropInName())
-	base, err := parseDocument(p, nil, e.name)
+	base, err := parseDocument(ctx, p, nil, e.name)
 	if err != nil {
 		return err
 	}
@@ -304,23 +318,23 @@ func (e *Engine) planDropIn(f *files, dir string, version int, spec runtime.Spec
 	}
 	var content []byte
 	if restate != nil {
-		content, err = renderRestated(restate, entries, e.name)
+		content, err = renderRestated(ctx, restate, entries, e.name)
 	} else {
 		content = []byte(dropInHeader(e.name) + fmt.Sprintf("version = %d\n\n", version) + renderTables(version, entries, "\n"))
 	}
 	if err != nil {
 		return err
 	}
-	if _, err := parseDocument(p, content, e.name); err != nil {
+	if _, err := parseDocument(ctx, p, content, e.name); err != nil {
 		return fmt.Errorf("internal error: rendered drop-in does not parse: %w", err)
 	}
-	return e.planOwnedFile(f, p, content, "Kata runtime handlers")
+	return e.planOwnedFile(ctx, f, p, content, "Kata runtime handlers")
 }
 
 // planOwnedFile plans a file the engine owns whole to hold content,
 // creating its directory if needed.
-func (e *Engine) planOwnedFile(f *files, p string, content []byte, why string) error {
-	current, err := e.root.ReadFile(p)
+func (e *Engine) planOwnedFile(ctx context.Context, f *files, p string, content []byte, why string) error {
+	current, err := e.root.ReadFileLimit(p, tomltext.MaxConfigSize)
 	switch {
 	case errors.Is(err, fs.ErrNotExist):
 		dirs, err := journal.PlanDirs(e.root, path.Dir(p))
@@ -340,23 +354,23 @@ func (e *Engine) planOwnedFile(f *files, p string, content []byte, why string) e
 
 // planInPlace appends the handlers, as one marked block, to the file that
 // containerd reads them from.
-func (e *Engine) planInPlace(f *files, p string, spec runtime.Spec) error {
-	doc, err := e.read(p)
+func (e *Engine) planInPlace(ctx context.Context, f *files, p string, spec runtime.Spec) error {
+	doc, err := e.read(ctx, p)
 	if err != nil {
 		return err
 	}
 	if doc == nil {
 		return fmt.Errorf("%s: not found", p)
 	}
-	return e.planInPlaceDoc(f, doc, spec)
+	return e.planInPlaceDoc(ctx, f, doc, spec)
 }
 
-func (e *Engine) planInPlaceDoc(f *files, doc *document, spec runtime.Spec) error {
+func (e *Engine) planInPlaceDoc(ctx context.Context, f *files, doc *document, spec runtime.Spec) error {
 	p := doc.path
 	base := doc
 	if doc.block != nil {
 		var err error
-		if base, err = parseDocument(p, removeBlock(doc), e.name); err != nil {
+		if base, err = parseDocument(ctx, p, removeBlock(doc), e.name); err != nil {
 			return err
 		}
 	}
@@ -365,7 +379,7 @@ func (e *Engine) planInPlaceDoc(f *files, doc *document, spec runtime.Spec) erro
 		return err
 	}
 	block := renderTables(base.version, entries, base.eol)
-	after, err := appendBlock(base, block, e.name)
+	after, err := appendBlock(ctx, base, block, e.name)
 	if err != nil {
 		return err
 	}
@@ -373,7 +387,9 @@ func (e *Engine) planInPlaceDoc(f *files, doc *document, spec runtime.Spec) erro
 		f.add(p)
 		return nil
 	}
-	f.add(p, runtime.FileChange{Op: runtime.Modify, Path: p, Before: doc.data, After: after, Why: "append Kata runtime handlers"})
+	begin, _ := blockMarkers(e.name)
+	inserted := after[bytes.LastIndex(after, []byte(begin)):]
+	f.add(p, runtime.FileChange{Op: runtime.Modify, Path: p, Before: doc.data, After: after, Inserted: inserted, Why: "append Kata runtime handlers"})
 	return nil
 }
 
@@ -479,7 +495,7 @@ func (e *Engine) importedDir(main *document) (string, error) {
 // criOwner returns the file whose CRI plugin table containerd ends up
 // with when imports replace plugin tables whole: the last direct import
 // that defines it, else the main file.
-func (e *Engine) criOwner(main *document) (string, error) {
+func (e *Engine) criOwner(ctx context.Context, main *document) (string, error) {
 	owner := main.path
 	if main.imports == nil {
 		return owner, nil
@@ -507,7 +523,7 @@ func (e *Engine) criOwner(main *document) (string, error) {
 			}
 		}
 		for _, f := range files {
-			doc, err := e.read(f)
+			doc, err := e.read(ctx, f)
 			if err != nil {
 				return "", err
 			}
@@ -522,37 +538,16 @@ func (e *Engine) criOwner(main *document) (string, error) {
 	return owner, nil
 }
 
-// takeOut removes the engine's own edit from a file someone else changed
-// since: its entry in imports, or its managed block.
-func (e *Engine) takeOut(p string, current []byte) ([]byte, error) {
-	doc, err := parseDocument(p, current, e.name)
-	if err != nil {
-		return nil, err
-	}
-	out := current
-	if doc.block != nil {
-		out = removeBlock(doc)
-	} else if doc.imports != nil {
-		for _, im := range doc.imports.elems {
-			if path.Base(im.value) == e.dropInName() {
-				out = removeImport(doc, im)
-				break
-			}
-		}
-	}
-	return out, nil
-}
-
 // read parses a config file, or returns nil if it does not exist.
-func (e *Engine) read(p string) (*document, error) {
-	data, err := e.root.ReadFile(p)
+func (e *Engine) read(ctx context.Context, p string) (*document, error) {
+	data, err := e.root.ReadFileLimit(p, tomltext.MaxConfigSize)
 	if errors.Is(err, fs.ErrNotExist) {
 		return nil, nil
 	}
 	if err != nil {
 		return nil, err
 	}
-	doc, err := parseDocument(p, data, e.name)
+	doc, err := parseDocument(ctx, p, data, e.name)
 	if err != nil {
 		return nil, err
 	}

@@ -132,7 +132,7 @@ func TestInstallGolden(t *testing.T) {
 			e := newEngine(t, host, c)
 			spec := specFor(t, c)
 
-			plan, err := e.PlanInstall(spec)
+			plan, err := e.PlanInstall(context.Background(), spec)
 			assert.NilError(t, err)
 			assert.Check(t, !plan.Empty())
 			golden.Assert(t, plan.Diff(), c.name+".install.golden")
@@ -141,16 +141,16 @@ func TestInstallGolden(t *testing.T) {
 			assert.NilError(t, e.Apply(ctx, plan))
 			for _, ch := range plan.Changes {
 				if ch.Op == runtime.Create || ch.Op == runtime.Modify {
-					_, err := parseDocument(ch.Path, ch.After, "kata-deploy")
+					_, err := parseDocument(context.Background(), ch.Path, ch.After, "kata-deploy")
 					assert.NilError(t, err, "install wrote a file that does not parse")
 				}
 			}
 
-			again, err := e.PlanInstall(spec)
+			again, err := e.PlanInstall(context.Background(), spec)
 			assert.NilError(t, err)
 			assert.Check(t, again.Empty(), "second install is not a no-op:\n%s", again.Diff())
 
-			undo, err := e.PlanUninstall()
+			undo, err := e.PlanUninstall(context.Background())
 			assert.NilError(t, err)
 			golden.Assert(t, undo.Diff(), c.name+".uninstall.golden")
 			assert.NilError(t, e.Apply(ctx, undo))
@@ -183,7 +183,7 @@ func TestBadConfigs(t *testing.T) {
 			host := makeHost(t, hc)
 			before := hosttest.Snapshot(t, host)
 			e := newEngine(t, host, hc)
-			_, err := e.PlanInstall(specFor(t, hc))
+			_, err := e.PlanInstall(context.Background(), specFor(t, hc))
 			assert.ErrorContains(t, err, c.msg)
 			var ce *runtime.ConfigError
 			if c.mode == "" {

@@ -25,7 +25,7 @@ func Example() {
 		panic(err)
 	}
 	handlers, _ := kataruntime.Handlers([]string{"qemu"})
-	plan, err := engine.PlanInstall(kataruntime.Spec{Handlers: handlers, Mode: kataruntime.ModeRuntimeClass})
+	plan, err := engine.PlanInstall(context.Background(), kataruntime.Spec{Handlers: handlers, Mode: kataruntime.ModeRuntimeClass})
 	if err != nil {
 		panic(err)
 	}
@@ -36,7 +36,7 @@ func Example() {
 	if err := engine.Apply(ctx, plan); err != nil {
 		panic(err)
 	}
-	undo, _ := engine.PlanUninstall()
+	undo, _ := engine.PlanUninstall(context.Background())
 	if err := engine.Apply(ctx, undo); err != nil {
 		panic(err)
 	}

@@ -67,7 +67,7 @@ func FuzzInstallRevert(f *testing.F) {
 		if err != nil {
 			t.Fatal(err)
 		}
-		plan, err := e.PlanInstall(spec)
+		plan, err := e.PlanInstall(context.Background(), spec)
 		if err != nil {
 			return // refused: nothing may have been written
 		}
@@ -77,16 +77,16 @@ func FuzzInstallRevert(f *testing.F) {
 		}
 		for _, c := range plan.Changes {
 			if c.Op == runtime.Create || c.Op == runtime.Modify {
-				if _, err := parseDocument(c.Path, c.After, e.name); err != nil {
+				if _, err := parseDocument(context.Background(), c.Path, c.After, e.name); err != nil {
 					t.Fatalf("installed %s does not parse: %v\n%s", c.Path, err, c.After)
 				}
 			}
 		}
-		again, err := e.PlanInstall(spec)
+		again, err := e.PlanInstall(context.Background(), spec)
 		if err != nil || !again.Empty() {
 			t.Fatalf("second install not a no-op (err %v):\n%s", err, again.Diff())
 		}
-		undo, err := e.PlanUninstall()
+		undo, err := e.PlanUninstall(context.Background())
 		if err != nil {
 			t.Fatalf("plan uninstall: %v", err)
 		}

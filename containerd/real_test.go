@@ -45,7 +45,7 @@ func TestEffectiveConfigWithRealContainerd(t *testing.T) {
 			before := dumpBefore(ctx, t, flavour, host, e)
 
 			spec := specFor(t, c)
-			plan, err := e.PlanInstall(spec)
+			plan, err := e.PlanInstall(context.Background(), spec)
 			assert.NilError(t, err)
 			assert.NilError(t, e.Apply(ctx, plan))
 			after := dump(ctx, t, flavour, host, e.ConfigPath())
@@ -79,7 +79,7 @@ func TestEffectiveConfigWithRealContainerd(t *testing.T) {
 				t.Errorf("installing changed containerd's effective config beyond the Kata runtimes (-before +after):\n%s", d)
 			}
 
-			undo, err := e.PlanUninstall()
+			undo, err := e.PlanUninstall(context.Background())
 			assert.NilError(t, err)
 			assert.NilError(t, e.Apply(ctx, undo))
 		})
@@ -98,7 +98,7 @@ func TestUntrustedWithRealContainerd(t *testing.T) {
 	host := makeHost(t, c)
 	e := newEngine(t, host, c)
 	spec := specFor(t, c)
-	plan, err := e.PlanInstall(spec)
+	plan, err := e.PlanInstall(context.Background(), spec)
 	assert.NilError(t, err)
 	assert.NilError(t, e.Apply(ctx, plan))
 	runtimes := runtimesOf(t, dump(ctx, t, testbed.Containerd16, host, e.ConfigPath()))

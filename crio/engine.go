@@ -12,8 +12,6 @@ import (
 	"strings"
 	"time"
 
-	"github.com/pelletier/go-toml/v2"
-
 	"github.com/kata-deploy/kata-deploy/internal/hostfs"
 	"github.com/kata-deploy/kata-deploy/internal/journal"
 	"github.com/kata-deploy/kata-deploy/internal/tomltext"
@@ -84,7 +82,7 @@ func (e *Engine) journalName() string {
 }
 
 // PlanInstall returns the changes that register spec's handlers.
-func (e *Engine) PlanInstall(spec runtime.Spec) (*runtime.Plan, error) {
+func (e *Engine) PlanInstall(ctx context.Context, spec runtime.Spec) (*runtime.Plan, error) {
 	if len(spec.Handlers) == 0 {
 		return nil, errors.New("crio: no handlers to register")
 	}
@@ -92,13 +90,18 @@ func (e *Engine) PlanInstall(spec runtime.Spec) (*runtime.Plan, error) {
 		return nil, fmt.Errorf("CRI-O %s has no untrusted workload runtime (runtime_untrusted_workload and the io.kubernetes.cri-o.TrustedSandbox annotation were removed in CRI-O 1.14): use --mode=%s and runtimeClassName: %s",
 			e.version, runtime.ModeRuntimeClass, spec.Handlers[0].Name)
 	}
-	if err := e.checkConflicts(spec); err != nil {
+	if err := e.checkConflicts(ctx, spec); err != nil {
 		return nil, err
 	}
 	content := render(e.name, spec.Handlers)
-	p := e.DropInPath()
+	// A symlinked drop-in directory (or file) is written through: what is
+	// created, recorded and later removed is what the link points to.
+	p, err := e.root.Resolve(e.DropInPath())
+	if err != nil {
+		return nil, err
+	}
 	plan := &runtime.Plan{Kind: runtime.Install}
-	current, err := e.root.ReadFile(p)
+	current, err := e.root.ReadFileLimit(p, tomltext.MaxConfigSize)
 	switch {
 	case errors.Is(err, fs.ErrNotExist):
 		dirs, err := journal.PlanDirs(e.root, e.configDir)
@@ -115,12 +118,12 @@ func (e *Engine) PlanInstall(spec runtime.Spec) (*runtime.Plan, error) {
 }
 
 // PlanUninstall returns the changes that remove the engine's drop-in.
-func (e *Engine) PlanUninstall() (*runtime.Plan, error) {
+func (e *Engine) PlanUninstall(ctx context.Context) (*runtime.Plan, error) {
 	j, err := journal.Load(e.root, e.journalName())
 	if err != nil {
 		return nil, err
 	}
-	return journal.PlanUninstall(e.root, j, func(p string, _ []byte) ([]byte, error) {
+	return journal.PlanUninstall(ctx, e.root, j, func(context.Context, string, []byte, *journal.File) (*journal.Surgery, error) {
 		return nil, fmt.Errorf("crio engine edits no file it did not create")
 	})
 }
@@ -136,7 +139,7 @@ func (e *Engine) Apply(ctx context.Context, p *runtime.Plan) error {
 // checkConflicts refuses to shadow a runtime handler of the same name that
 // someone else defined in crio.conf or another drop-in: the drop-in would
 // silently win.
-func (e *Engine) checkConflicts(spec runtime.Spec) error {
+func (e *Engine) checkConflicts(ctx context.Context, spec runtime.Spec) error {
 	files := []string{e.configFile}
 	entries, err := e.root.ReadDir(e.configDir)
 	if err != nil && !errors.Is(err, fs.ErrNotExist) {
@@ -149,36 +152,47 @@ func (e *Engine) checkConflicts(spec runtime.Spec) error {
 		}
 	}
 	for _, p := range files {
-		data, err := e.root.ReadFile(p)
+		data, err := e.root.ReadFileLimit(p, tomltext.MaxConfigSize)
 		if errors.Is(err, fs.ErrNotExist) {
 			continue
 		}
 		if err != nil {
 			return err
 		}
-		var cfg struct {
-			Crio struct {
-				Runtime struct {
-					Runtimes map[string]any `toml:"runtimes"`
-				} `toml:"runtime"`
-			} `toml:"crio"`
-		}
-		if err := toml.Unmarshal(data, &cfg); err != nil {
-			var de *toml.DecodeError
-			if errors.As(err, &de) {
-				line, _ := de.Position()
-				return &runtime.ConfigError{Path: p, Line: line, Key: strings.Join(de.Key(), "."), Err: errors.New(de.String())}
+		tree, err := tomltext.Decode(ctx, data)
+		if err != nil {
+			if ctx.Err() != nil {
+				return fmt.Errorf("read %s: %w", p, err)
+			}
+			var te *tomltext.Error
+			if errors.As(err, &te) {
+				line, key, msg := te.Parts()
+				return &runtime.ConfigError{Path: p, Line: line, Key: key, Err: msg}
 			}
 			return &runtime.ConfigError{Path: p, Err: err}
 		}
+		runtimes, _ := lookup(tree, "crio", "runtime", "runtimes").(map[string]any)
 		for _, h := range spec.Handlers {
-			if _, ok := cfg.Crio.Runtime.Runtimes[h.Name]; ok {
+			if _, ok := runtimes[h.Name]; ok {
 				return &runtime.ConfigError{Path: p, Key: "crio.runtime.runtimes." + h.Name,
 					Err: errors.New("is already defined; kata-deploy will not shadow a runtime handler it did not write (remove it, or install with another name suffix)")}
 			}
 		}
 	}
 	return nil
+}
+
+// lookup returns the value at a path of keys in a decoded tree, or nil.
+func lookup(tree map[string]any, keys ...string) any {
+	var cur any = tree
+	for _, k := range keys {
+		m, ok := cur.(map[string]any)
+		if !ok {
+			return nil
+		}
+		cur = m[k]
+	}
+	return cur
 }
 
 // render writes the drop-in: one table per handler.

@@ -68,16 +68,16 @@ func TestInstallGolden(t *testing.T) {
 			e := newEngine(t, host)
 			s := spec(t, runtime.ModeRuntimeClass)
 
-			plan, err := e.PlanInstall(s)
+			plan, err := e.PlanInstall(context.Background(), s)
 			assert.NilError(t, err)
 			golden.Assert(t, plan.Diff(), c.name+".install.golden")
 			assert.NilError(t, e.Apply(ctx, plan))
 
-			again, err := e.PlanInstall(s)
+			again, err := e.PlanInstall(context.Background(), s)
 			assert.NilError(t, err)
 			assert.Check(t, again.Empty(), "second install is not a no-op:\n%s", again.Diff())
 
-			undo, err := e.PlanUninstall()
+			undo, err := e.PlanUninstall(context.Background())
 			assert.NilError(t, err)
 			golden.Assert(t, undo.Diff(), c.name+".uninstall.golden")
 			assert.NilError(t, e.Apply(ctx, undo))
@@ -104,7 +104,7 @@ func TestRefusals(t *testing.T) {
 			if mode == "" {
 				mode = runtime.ModeRuntimeClass
 			}
-			_, err := newEngine(t, host).PlanInstall(spec(t, mode))
+			_, err := newEngine(t, host).PlanInstall(context.Background(), spec(t, mode))
 			assert.ErrorContains(t, err, c.msg)
 			if c.key != "" || c.line != 0 {
 				var ce *runtime.ConfigError

@@ -23,7 +23,7 @@ func Example() {
 		panic(err)
 	}
 	handlers, _ := kataruntime.Handlers([]string{"qemu"})
-	plan, err := engine.PlanInstall(kataruntime.Spec{Handlers: handlers, Mode: kataruntime.ModeRuntimeClass})
+	plan, err := engine.PlanInstall(context.Background(), kataruntime.Spec{Handlers: handlers, Mode: kataruntime.ModeRuntimeClass})
 	if err != nil {
 		panic(err)
 	}

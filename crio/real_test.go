@@ -29,7 +29,7 @@ func TestEffectiveConfigWithRealCRIO(t *testing.T) {
 
 			e := newEngine(t, host)
 			s := spec(t, runtime.ModeRuntimeClass)
-			plan, err := e.PlanInstall(s)
+			plan, err := e.PlanInstall(context.Background(), s)
 			assert.NilError(t, err)
 			assert.NilError(t, e.Apply(ctx, plan))
 			after := crioConfig(ctx, t, confDir)

@@ -48,6 +48,10 @@ type FileChange struct {
 	After []byte
 	// Perm is the mode of a new file or directory.
 	Perm fs.FileMode
+	// Inserted is, for a Modify that adds to a file the engine does not
+	// own, exactly what it adds: the journal keeps it so that uninstall can
+	// take out just that from a file someone else has edited since.
+	Inserted []byte
 	// Why says in a few words why the change is needed.
 	Why string
 }
@@ -140,11 +144,11 @@ func (p *Plan) Diff() string {
 type ConfigEngine interface {
 	// PlanInstall returns the changes that register spec's handlers. On a
 	// host where they are already registered the plan is empty.
-	PlanInstall(spec Spec) (*Plan, error)
+	PlanInstall(ctx context.Context, spec Spec) (*Plan, error)
 	// PlanUninstall returns the changes that undo every install this
 	// engine applied on the host: files it created are removed and files
 	// it edited get back their exact former bytes.
-	PlanUninstall() (*Plan, error)
+	PlanUninstall(ctx context.Context) (*Plan, error)
 	// Apply carries out a plan. It checks every file still holds what the
 	// plan saw, and on any failure puts back what it had already changed.
 	Apply(ctx context.Context, p *Plan) error

@@ -7,7 +7,6 @@ package main
 
 import (
 	"context"
-	"io"
 	"os"
 	"os/signal"
 	"syscall"
@@ -16,16 +15,20 @@ import (
 	"github.com/kata-deploy/kata-deploy/internal/cli"
 	"github.com/kata-deploy/kata-deploy/internal/installer"
 	"github.com/kata-deploy/kata-deploy/nodelabel"
+	"github.com/kata-deploy/kata-deploy/runtime"
 )
 
 func main() {
 	ctx, stop := signal.NotifyContext(context.Background(), syscall.SIGTERM, os.Interrupt)
 	defer stop()
-	os.Exit(cli.ExitCode(run(ctx, os.Args[1:], os.Stderr, os.LookupEnv), os.Stderr))
+	// The image sets KATA_PAYLOAD for the installer; it is no typo here.
+	env := cli.Environ{Vars: os.Environ(), Stdout: os.Stdout, Stderr: os.Stderr, Shared: []string{cli.EnvName("payload")}}
+	os.Exit(cli.ExitCode(run(ctx, os.Args[1:], env), os.Stderr))
 }
 
-func run(ctx context.Context, args []string, stderr io.Writer, lookupEnv func(string) (string, bool)) error {
-	fs := cli.NewFlagSet("kata-cleanup", stderr)
+func run(ctx context.Context, args []string, env cli.Environ) error {
+	stderr := env.Stderr
+	fs := cli.NewFlagSet("kata-cleanup")
 	hostRoot := fs.String("host-root", "/host", "where the node's root file system is mounted")
 	rt := fs.String("runtime", "auto", "container runtime: containerd, crio, k3s, k3s-agent, rke2-server, rke2-agent, k0s, microk8s or auto")
 	node := fs.String("node-name", "", "this node's name (required)")
@@ -35,8 +38,16 @@ func run(ctx context.Context, args []string, stderr io.Writer, lookupEnv func(st
 	health := fs.String("health-addr", ":8092", "address for /healthz and /readyz (empty: none)")
 	kubeconfig := fs.String("kubeconfig", "", "kubeconfig file (default: in-cluster)")
 	once := fs.Bool("once", false, "exit after cleaning up instead of idling until SIGTERM")
-	if err := cli.Parse(fs, args, lookupEnv); err != nil {
+	if err := cli.Parse(fs, args, env); err != nil {
 		return err
+	}
+	if err := cli.HostRoot(*hostRoot); err != nil {
+		return err
+	}
+	if *rt != "auto" && *rt != "" {
+		if _, err := runtime.ParseVariant(*rt); err != nil {
+			return cli.Usage("--runtime: %v", err)
+		}
 	}
 	log := cli.Logger(stderr)
 	api, n, err := cli.NodeClient(*kubeconfig, *node, *domain, log)

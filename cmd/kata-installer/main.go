@@ -7,9 +7,9 @@ package main
 import (
 	"context"
 	"fmt"
-	"io"
 	"os"
 	"os/signal"
+	"path"
 	"strings"
 	"syscall"
 	"time"
@@ -23,15 +23,21 @@ import (
 func main() {
 	ctx, stop := signal.NotifyContext(context.Background(), syscall.SIGTERM, os.Interrupt)
 	defer stop()
-	os.Exit(cli.ExitCode(run(ctx, os.Args[1:], os.Stdout, os.Stderr, os.LookupEnv), os.Stderr))
+	os.Exit(cli.ExitCode(run(ctx, os.Args[1:], cli.Environ{Vars: os.Environ(), Stdout: os.Stdout, Stderr: os.Stderr}), os.Stderr))
 }
 
-func run(ctx context.Context, args []string, stdout, stderr io.Writer, lookupEnv func(string) (string, bool)) error {
+func run(ctx context.Context, args []string, env cli.Environ) error {
+	stdout, stderr := env.Stdout, env.Stderr
 	sub := "install"
 	if len(args) > 0 && !strings.HasPrefix(args[0], "-") {
 		sub, args = args[0], args[1:]
 	}
-	fs := cli.NewFlagSet("kata-installer "+sub, stderr)
+	switch sub {
+	case "install", "uninstall", "plan", "status":
+	default:
+		return cli.Usage("unknown subcommand %q (want install, uninstall, plan or status)", sub)
+	}
+	fs := cli.NewFlagSet("kata-installer " + sub)
 	hostRoot := fs.String("host-root", "/host", "where the node's root file system is mounted")
 	rt := fs.String("runtime", "auto", "container runtime: containerd, crio, k3s, k3s-agent, rke2-server, rke2-agent, k0s, microk8s or auto")
 	rtVersion := fs.String("runtime-version", "", "the runtime's version, e.g. 1.6.20 (default: from the Node, else from the runtime's CRI socket)")
@@ -58,12 +64,15 @@ func run(ctx context.Context, args []string, stdout, stderr io.Writer, lookupEnv
 	kernelParams := fs.StringSlice("kernel-params", nil, "extra guest kernel parameters")
 	annotations := fs.StringToString("hypervisor-annotations", nil, "extra hypervisor annotations pods may set, per shim: qemu=default_vcpus;default_memory,clh=...")
 	output := fs.StringP("output", "o", "text", "status output: text or json")
-	if err := cli.Parse(fs, args, lookupEnv); err != nil {
+	if err := cli.Parse(fs, args, env); err != nil {
 		return err
 	}
 	m, err := runtime.ParseMode(*mode)
 	if err != nil {
-		return cli.Usage("%v", err)
+		return cli.Usage("--mode: %v", err)
+	}
+	if err := checkFlags(*hostRoot, *rt, *rtVersion, *output, *prefix, *suffix, *defaultShim, *shims); err != nil {
+		return err
 	}
 	log := cli.Logger(stderr)
 	cfg := &installer.Config{HostRoot: *hostRoot, Runtime: *rt, RuntimeVersion: *rtVersion, RuntimeConfig: *rtConfig, Payload: *payload, Mode: m, Shims: *shims,
@@ -93,7 +102,42 @@ func run(ctx context.Context, args []string, stdout, stderr io.Writer, lookupEnv
 		}
 		return s.Write(stdout, *output)
 	}
-	return cli.Usage("unknown subcommand %q (want install, uninstall, plan or status)", sub)
+	panic("unreachable: subcommand checked above")
+}
+
+// checkFlags refuses, as usage errors and before anything is read, flag
+// values no host could make right.
+func checkFlags(hostRoot, rt, rtVersion, output, prefix, suffix, defaultShim string, shims []string) error {
+	if err := cli.HostRoot(hostRoot); err != nil {
+		return err
+	}
+	if rt != "auto" && rt != "" {
+		if _, err := runtime.ParseVariant(rt); err != nil {
+			return cli.Usage("--runtime: %v", err)
+		}
+	}
+	if rtVersion != "" {
+		if _, err := runtime.ParseVersion(rtVersion); err != nil {
+			return cli.Usage("--runtime-version: %v", err)
+		}
+	}
+	if output != "text" && output != "json" {
+		return cli.Usage("--output %q: want text or json", output)
+	}
+	if !path.IsAbs(prefix) {
+		return cli.Usage("--prefix %q: want an absolute host path, such as %s", prefix, runtime.DefaultPrefix)
+	}
+	if _, err := runtime.Handlers(shims, runtime.WithPrefix(prefix), runtime.WithSuffix(suffix), runtime.WithDefaultShim(defaultShim)); err != nil {
+		flag := "--shims"
+		switch {
+		case strings.Contains(err.Error(), "suffix"):
+			flag = "--suffix"
+		case strings.Contains(err.Error(), "default"):
+			flag = "--default-shim"
+		}
+		return cli.Usage("%s: %v", flag, err)
+	}
+	return nil
 }
 
 func install(ctx context.Context, cfg *installer.Config, healthAddr string, once bool, ds string) error {

@@ -6,7 +6,6 @@ package main
 
 import (
 	"context"
-	"io"
 	"os"
 	"os/signal"
 	"syscall"
@@ -18,16 +17,20 @@ import (
 func main() {
 	ctx, stop := signal.NotifyContext(context.Background(), syscall.SIGTERM, os.Interrupt)
 	defer stop()
-	os.Exit(cli.ExitCode(run(ctx, os.Args[1:], os.Stderr, os.LookupEnv), os.Stderr))
+	// The image sets KATA_PAYLOAD and KATA_HOST_ROOT for the installer.
+	env := cli.Environ{Vars: os.Environ(), Stdout: os.Stdout, Stderr: os.Stderr,
+		Shared: []string{cli.EnvName("payload"), cli.EnvName("host-root")}}
+	os.Exit(cli.ExitCode(run(ctx, os.Args[1:], env), os.Stderr))
 }
 
-func run(ctx context.Context, args []string, stderr io.Writer, lookupEnv func(string) (string, bool)) error {
-	fs := cli.NewFlagSet("kata-labeler", stderr)
+func run(ctx context.Context, args []string, env cli.Environ) error {
+	stderr := env.Stderr
+	fs := cli.NewFlagSet("kata-labeler")
 	node := fs.String("node-name", "", "this node's name (required)")
 	domain := fs.String("label-domain", nodelabel.DefaultDomain, "domain of the node labels")
 	health := fs.String("health-addr", ":8090", "address for /healthz and /readyz (empty: none)")
 	kubeconfig := fs.String("kubeconfig", "", "kubeconfig file (default: in-cluster)")
-	if err := cli.Parse(fs, args, lookupEnv); err != nil {
+	if err := cli.Parse(fs, args, env); err != nil {
 		return err
 	}
 	log := cli.Logger(stderr)

@@ -9,8 +9,10 @@ import (
 	"fmt"
 	"io"
 	"log/slog"
+	"maps"
 	"net"
 	"net/http"
+	"slices"
 	"strings"
 	"sync/atomic"
 	"time"
@@ -28,40 +30,116 @@ func EnvName(flag string) string {
 }
 
 // NewFlagSet returns a flag set for a command that reports errors instead
-// of exiting, so that a usage error can exit 2.
-func NewFlagSet(name string, out io.Writer) *pflag.FlagSet {
+// of exiting, so that a usage error can exit 2. Parse writes its help.
+func NewFlagSet(name string) *pflag.FlagSet {
 	fs := pflag.NewFlagSet(name, pflag.ContinueOnError)
-	fs.SetOutput(out)
+	// pflag would write errors and help to one writer; Parse puts help on
+	// stdout (for --help | less) and ExitCode puts errors on stderr.
+	fs.SetOutput(io.Discard)
 	fs.SortFlags = false
 	return fs
 }
 
+// Environ is what a command reads of its process beyond its arguments.
+type Environ struct {
+	// Vars are the environment variables, as os.Environ returns them.
+	Vars []string
+	// Stdout gets --help; Stderr gets warnings.
+	Stdout, Stderr io.Writer
+	// Shared are KATA_ variables the command ignores because they are set
+	// for other kata-deploy commands (the image sets KATA_PAYLOAD for all).
+	Shared []string
+}
+
 // Parse parses args, then sets every flag not on the command line from its
 // environment variable when that is set (even to ""), and names the
-// variables in --help. lookupEnv is os.LookupEnv outside tests.
-func Parse(fs *pflag.FlagSet, args []string, lookupEnv func(string) (string, bool)) error {
+// variables in --help. --help is written to env.Stdout and returns
+// pflag.ErrHelp (exit 0). A KATA_ variable that names no flag is most
+// likely a typo: it gets a warning naming the closest flag.
+func Parse(fs *pflag.FlagSet, args []string, env Environ) error {
 	fs.VisitAll(func(f *pflag.Flag) {
 		f.Usage += " (env " + EnvName(f.Name) + ")"
 	})
 	if err := fs.Parse(args); err != nil {
 		if errors.Is(err, pflag.ErrHelp) {
+			fmt.Fprintf(env.Stdout, "Usage of %s:\n%s", fs.Name(), fs.FlagUsages())
 			return err
 		}
-		return Usage("%s", err)
+		return Usage("%s (see --help)", err)
+	}
+	vars := map[string]string{}
+	for _, kv := range env.Vars {
+		if k, v, ok := strings.Cut(kv, "="); ok && strings.HasPrefix(k, "KATA_") {
+			vars[k] = v
+		}
 	}
 	var errs []error
 	fs.VisitAll(func(f *pflag.Flag) {
-		if f.Changed {
+		v, ok := vars[EnvName(f.Name)]
+		delete(vars, EnvName(f.Name))
+		if f.Changed || !ok {
 			return
 		}
-		if v, ok := lookupEnv(EnvName(f.Name)); ok {
-			if err := fs.Set(f.Name, v); err != nil {
-				errs = append(errs, fmt.Errorf("%s=%q: %w", EnvName(f.Name), v, err))
-			}
+		if err := fs.Set(f.Name, v); err != nil {
+			errs = append(errs, fmt.Errorf("%s=%q: %w", EnvName(f.Name), v, err))
 		}
 	})
+	for _, k := range env.Shared {
+		delete(vars, k)
+	}
+	for _, k := range slices.Sorted(maps.Keys(vars)) {
+		fmt.Fprintf(env.Stderr, "warning: %s names no flag of %s and is ignored%s\n", k, fs.Name(), closest(fs, k))
+	}
 	if len(errs) > 0 {
 		return Usage("%s", errors.Join(errs...))
+	}
+	return nil
+}
+
+// closest suggests the flag whose variable is nearest to the unknown
+// variable k (a one-letter shorthand such as KATA_O included).
+func closest(fs *pflag.FlagSet, k string) string {
+	best, dist := "", 4
+	fs.VisitAll(func(f *pflag.Flag) {
+		d := editDistance(k, EnvName(f.Name))
+		if f.Shorthand != "" && k == EnvName(f.Shorthand) {
+			d = 0
+		}
+		if d < dist {
+			best, dist = f.Name, d
+		}
+	})
+	if best == "" {
+		return ""
+	}
+	return fmt.Sprintf("; did you mean %s (--%s)?", EnvName(best), best)
+}
+
+func editDistance(a, b string) int {
+	prev := make([]int, len(b)+1)
+	for j := range prev {
+		prev[j] = j
+	}
+	for i := 1; i <= len(a); i++ {
+		cur := make([]int, len(b)+1)
+		cur[0] = i
+		for j := 1; j <= len(b); j++ {
+			cost := 1
+			if a[i-1] == b[j-1] {
+				cost = 0
+			}
+			cur[j] = min(prev[j]+1, cur[j-1]+1, prev[j-1]+cost)
+		}
+		prev = cur
+	}
+	return prev[len(b)]
+}
+
+// HostRoot checks a --host-root value: empty would make the current
+// directory the host root.
+func HostRoot(p string) error {
+	if p == "" {
+		return Usage("--host-root (%s) is empty; set the directory the node's root file system is mounted at, e.g. /host", EnvName("host-root"))
 	}
 	return nil
 }

@@ -4,6 +4,7 @@ import (
 	"bytes"
 	"errors"
 	"net/http"
+	"strings"
 	"testing"
 	"time"
 
@@ -13,16 +14,17 @@ import (
 )
 
 func TestFlagsFromEnvironment(t *testing.T) {
-	env := map[string]string{"KATA_HOST_ROOT": "/node", "KATA_SHIMS": "qemu,clh", "KATA_RESTART": "false", "KATA_RUNTIME": "crio", "KATA_HEALTH_ADDR": ""}
+	vars := []string{"KATA_HOST_ROOT=/node", "KATA_SHIMS=qemu,clh", "KATA_RESTART=false", "KATA_RUNTIME=crio", "KATA_HEALTH_ADDR="}
 	var out bytes.Buffer
-	fs := NewFlagSet("x", &out)
+	fs := NewFlagSet("x")
 	hostRoot := fs.String("host-root", "/host", "")
 	shims := fs.StringSlice("shims", nil, "")
 	restart := fs.Bool("restart", true, "")
 	rt := fs.String("runtime", "auto", "")
 	health := fs.String("health-addr", ":8091", "")
 	// The command line wins over the environment.
-	assert.NilError(t, Parse(fs, []string{"--runtime", "containerd"}, func(k string) (string, bool) { v, ok := env[k]; return v, ok }))
+	assert.NilError(t, Parse(fs, []string{"--runtime", "containerd"}, Environ{Vars: vars, Stdout: &out, Stderr: &out}))
+	assert.Check(t, is.Equal(out.String(), ""), "no warnings for known variables")
 	assert.Check(t, is.Equal(*hostRoot, "/node"))
 	assert.Check(t, is.DeepEqual(*shims, []string{"qemu", "clh"}))
 	assert.Check(t, is.Equal(*restart, false))
@@ -33,20 +35,53 @@ func TestFlagsFromEnvironment(t *testing.T) {
 
 func TestExitCodes(t *testing.T) {
 	var stderr bytes.Buffer
-	fs := NewFlagSet("x", &stderr)
+	fs := NewFlagSet("x")
 	fs.Bool("restart", true, "")
-	err := Parse(fs, []string{"--bogus"}, func(string) (string, bool) { return "", false })
+	err := Parse(fs, []string{"--bogus"}, Environ{Stdout: &stderr, Stderr: &stderr})
 	assert.Check(t, is.Equal(ExitCode(err, &stderr), 2))
 
-	fs = NewFlagSet("x", &stderr)
+	fs = NewFlagSet("x")
 	fs.Bool("restart", true, "")
-	err = Parse(fs, nil, func(k string) (string, bool) { v, ok := map[string]string{"KATA_RESTART": "maybe"}[k]; return v, ok })
+	err = Parse(fs, nil, Environ{Vars: []string{"KATA_RESTART=maybe"}, Stdout: &stderr, Stderr: &stderr})
 	assert.Check(t, is.Equal(ExitCode(err, &stderr), 2))
 	assert.Check(t, is.Contains(stderr.String(), "KATA_RESTART"))
 
 	assert.Check(t, is.Equal(ExitCode(pflag.ErrHelp, &stderr), 0))
 	assert.Check(t, is.Equal(ExitCode(nil, &stderr), 0))
 	assert.Check(t, is.Equal(ExitCode(errors.New("boom"), &stderr), 1))
+}
+
+func TestHelpGoesToStdout(t *testing.T) {
+	var stdout, stderr bytes.Buffer
+	fs := NewFlagSet("x")
+	fs.String("host-root", "/host", "where the host is")
+	err := Parse(fs, []string{"--help"}, Environ{Stdout: &stdout, Stderr: &stderr})
+	assert.Check(t, is.Equal(ExitCode(err, &stderr), 0))
+	assert.Check(t, is.Contains(stdout.String(), "--host-root"))
+	assert.Check(t, is.Contains(stdout.String(), "(env KATA_HOST_ROOT)"))
+	assert.Check(t, is.Equal(stderr.String(), ""))
+}
+
+func TestUnknownVariablesWarnWithTheClosestFlag(t *testing.T) {
+	var stderr bytes.Buffer
+	fs := NewFlagSet("x")
+	fs.StringP("output", "o", "text", "")
+	fs.String("host-root", "/host", "")
+	vars := []string{"KATA_O=json", "KATA_HOST_ROOTS=/x", "KATA_PAYLOAD=/p", "KATA_ZZZZZZZZZZZ=1", "PATH=/bin", "KATA_OUTPUT=json"}
+	assert.NilError(t, Parse(fs, nil, Environ{Vars: vars, Stdout: &stderr, Stderr: &stderr, Shared: []string{"KATA_PAYLOAD"}}))
+	out := stderr.String()
+	assert.Check(t, is.Contains(out, "KATA_O names no flag of x and is ignored; did you mean KATA_OUTPUT (--output)?"))
+	assert.Check(t, is.Contains(out, "KATA_HOST_ROOTS names no flag of x and is ignored; did you mean KATA_HOST_ROOT (--host-root)?"))
+	assert.Check(t, is.Contains(out, "KATA_ZZZZZZZZZZZ names no flag of x and is ignored\n"))
+	assert.Check(t, !strings.Contains(out, "KATA_PAYLOAD"), "a variable set for another command is no typo")
+	assert.Check(t, !strings.Contains(out, "PATH"))
+}
+
+func TestEmptyHostRootIsAUsageError(t *testing.T) {
+	var stderr bytes.Buffer
+	assert.Check(t, is.Equal(ExitCode(HostRoot(""), &stderr), 2))
+	assert.Check(t, is.Contains(stderr.String(), "KATA_HOST_ROOT"))
+	assert.NilError(t, HostRoot("/host"))
 }
 
 func TestHealth(t *testing.T) {

@@ -17,6 +17,7 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	"io"
 	"io/fs"
 	"os"
 	"path"
@@ -80,9 +81,43 @@ func (r *Root) ReadFile(p string) ([]byte, error) {
 		return nil, err
 	}
 	defer f.Close()
-	data, err := readAll(f)
+	data, err := readAll(f, f)
 	if err != nil {
 		return nil, &fs.PathError{Op: "read", Path: p, Err: err}
+	}
+	return data, nil
+}
+
+// TooLargeError is a host file bigger than a reader accepts.
+type TooLargeError struct {
+	Path  string
+	Limit int64
+}
+
+func (e *TooLargeError) Error() string {
+	return fmt.Sprintf("%s: larger than %d MiB, the most kata-deploy reads of such a file", e.Path, e.Limit>>20)
+}
+
+// ReadFileLimit reads the host file p, refusing one of more than limit
+// bytes before reading it: a config path may point at any file on the
+// host, and reading a huge one whole would exhaust a pod's memory.
+func (r *Root) ReadFileLimit(p string, limit int64) ([]byte, error) {
+	f, err := r.open(p, unix.O_RDONLY)
+	if err != nil {
+		return nil, err
+	}
+	defer f.Close()
+	if fi, err := f.Stat(); err == nil && fi.Mode().IsRegular() && fi.Size() > limit {
+		return nil, &TooLargeError{Path: p, Limit: limit}
+	}
+	// A file that grows while read, or is not regular, is held to the
+	// limit too.
+	data, err := readAll(io.LimitReader(f, limit+1), f)
+	if err != nil {
+		return nil, &fs.PathError{Op: "read", Path: p, Err: err}
+	}
+	if int64(len(data)) > limit {
+		return nil, &TooLargeError{Path: p, Limit: limit}
 	}
 	return data, nil
 }

@@ -8,12 +8,13 @@ import (
 	"sort"
 )
 
-func readAll(f *os.File) ([]byte, error) {
+// readAll reads r to its end, sized by f's size when it has one.
+func readAll(r io.Reader, f *os.File) ([]byte, error) {
 	var buf bytes.Buffer
 	if fi, err := f.Stat(); err == nil && fi.Size() > 0 {
 		buf.Grow(int(fi.Size()) + 1)
 	}
-	_, err := io.Copy(&buf, f)
+	_, err := io.Copy(&buf, r)
 	return buf.Bytes(), err
 }
 

@@ -32,7 +32,8 @@ func Write(t testing.TB, dirs []string, files map[string][]byte) string {
 }
 
 // Snapshot reads every file and directory under dir: relative path ->
-// content, with directories as "path/" -> "".
+// content, with directories as "path/" -> "" and symlinks (not followed)
+// as "path" -> "-> target".
 func Snapshot(t testing.TB, dir string) map[string]string {
 	t.Helper()
 	out := map[string]string{}
@@ -41,6 +42,11 @@ func Snapshot(t testing.TB, dir string) map[string]string {
 			return err
 		}
 		rel, _ := filepath.Rel(dir, p)
+		if d.Type()&fs.ModeSymlink != 0 {
+			target, err := os.Readlink(p)
+			out[rel] = "-> " + target
+			return err
+		}
 		if d.IsDir() {
 			out[rel+"/"] = ""
 			return nil

@@ -50,6 +50,8 @@ type Config struct {
 	Prefix        string // Kata goes to <Prefix>/kata[-<Suffix>]
 	Suffix        string
 	Restart       bool // restart the runtime through systemd
+	// SystemdSocket is the host path of systemd's private socket (under
+	// HostRoot; systemd.DefaultSocket when empty).
 	SystemdSocket string
 	VerifyTimeout time.Duration
 	Settings      KataSettings
@@ -318,11 +320,30 @@ func (c *Config) event(ctx context.Context, reason nodelabel.Reason, format stri
 }
 
 func (c *Config) systemd(ctx context.Context) (*systemd.Client, error) {
-	var opts []systemd.Option
-	if c.SystemdSocket != "" {
-		opts = append(opts, systemd.WithSocket(c.SystemdSocket))
+	socket, err := c.systemdSocket()
+	if err != nil {
+		return nil, err
 	}
-	return systemd.Dial(ctx, c.HostRoot, append(opts, systemd.WithLogger(c.log()))...)
+	return systemd.Dial(ctx, c.HostRoot, systemd.WithSocket(socket), systemd.WithLogger(c.log()))
+}
+
+// systemdSocket returns where systemd's socket is on this machine:
+// SystemdSocket (or systemd's default) is a host path, resolved under the
+// host root like every other host path, symlinks included.
+func (c *Config) systemdSocket() (string, error) {
+	root, err := hostfs.New(c.HostRoot)
+	if err != nil {
+		return "", err
+	}
+	p := c.SystemdSocket
+	if p == "" {
+		p = systemd.DefaultSocket
+	}
+	resolved, err := root.Resolve(p)
+	if err != nil {
+		return "", err
+	}
+	return root.HostPath(resolved), nil
 }
 
 // untilCRI calls check with a client of the runtime's CRI socket until it

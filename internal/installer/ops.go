@@ -6,6 +6,8 @@ import (
 	"errors"
 	"fmt"
 	"io"
+	"maps"
+	"slices"
 	"strings"
 	"time"
 
@@ -42,7 +44,7 @@ func (c *Config) Install(ctx context.Context) (err error) {
 	}
 	// The config is planned first: a config we cannot edit must fail the
 	// install before anything is written.
-	plan, err := t.engine.PlanInstall(t.spec)
+	plan, err := t.engine.PlanInstall(ctx, t.spec)
 	if err != nil {
 		return err
 	}
@@ -54,7 +56,11 @@ func (c *Config) Install(ctx context.Context) (err error) {
 	for _, h := range t.spec.Handlers {
 		if got := rep.Shims[h.Shim]; got != h.ConfigPath {
 			c.undoPayload(ctx, hadPayload)
-			return fmt.Errorf("handler %s needs %s, but the payload provides %q for shim %s: pick --shims from those the payload has", h.Name, h.ConfigPath, got, h.Shim)
+			has := slices.Sorted(maps.Keys(rep.Shims))
+			if got == "" {
+				return fmt.Errorf("the payload %s has no Kata config for shim %s (%s): pick --shims from those it has: %s", c.Payload, h.Shim, h.ConfigPath, strings.Join(has, ","))
+			}
+			return fmt.Errorf("handler %s needs %s, but the payload has shim %s's config at %s: pick --shims from those it has where kata-deploy expects them: %s", h.Name, h.ConfigPath, h.Shim, got, strings.Join(has, ","))
 		}
 	}
 	if err := t.engine.Apply(ctx, plan); err != nil {
@@ -109,7 +115,7 @@ func (c *Config) rollback(ctx context.Context, t *target, hadPayload bool, cause
 	ctx = context.WithoutCancel(ctx)
 	c.log().Error("install failed; putting the runtime config back", "err", cause)
 	errs := []error{cause}
-	if plan, err := t.engine.PlanUninstall(); err != nil {
+	if plan, err := t.engine.PlanUninstall(ctx); err != nil {
 		errs = append(errs, fmt.Errorf("rollback: %w", err))
 	} else if err := t.engine.Apply(ctx, plan); err != nil {
 		errs = append(errs, fmt.Errorf("rollback: %w", err))
@@ -179,7 +185,7 @@ func (c *Config) Uninstall(ctx context.Context) error {
 	if err != nil {
 		return err
 	}
-	plan, err := t.engine.PlanUninstall()
+	plan, err := t.engine.PlanUninstall(ctx)
 	if err != nil {
 		return err
 	}
@@ -233,7 +239,7 @@ func (c *Config) Plan(ctx context.Context, w io.Writer) error {
 	if err != nil {
 		return err
 	}
-	plan, err := t.engine.PlanInstall(t.spec)
+	plan, err := t.engine.PlanInstall(ctx, t.spec)
 	if err != nil {
 		return err
 	}
@@ -281,7 +287,7 @@ func (c *Config) Status(ctx context.Context) (*Status, error) {
 	default:
 		s.Payload = rec
 	}
-	undo, err := t.engine.PlanUninstall()
+	undo, err := t.engine.PlanUninstall(ctx)
 	if err != nil {
 		return nil, err
 	}

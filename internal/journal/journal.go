@@ -20,6 +20,7 @@ import (
 	"maps"
 	"path"
 	"slices"
+	"strings"
 	"time"
 
 	"github.com/kata-deploy/kata-deploy/internal/hostfs"
@@ -39,6 +40,10 @@ type File struct {
 	// After holds digests of content the engine wrote. A file still
 	// holding one of them has not been edited by anyone else since.
 	After []string `json:"after,omitempty"`
+	// Inserted is what the engine's last edit of a file it did not create
+	// inserted (see runtime.FileChange.Inserted), so that uninstall can
+	// take out exactly that from a file someone edited since.
+	Inserted []byte `json:"inserted,omitempty"`
 }
 
 // Journal is one engine's record on one host.
@@ -73,6 +78,30 @@ func Load(root *hostfs.Root, engine string) (*Journal, error) {
 	return j, nil
 }
 
+// File returns what the journal records of the host path p, under the
+// path p resolves to or (from a journal written before paths were
+// resolved) under p itself; nil if nothing.
+func (j *Journal) File(root *hostfs.Root, p string) *File {
+	if resolved, err := root.Resolve(p); err == nil && j.Files[resolved] != nil {
+		return j.Files[resolved]
+	}
+	return j.Files[p]
+}
+
+// ResolvePaths rewrites each change's path to what the host resolves it
+// to, so that what is written, recorded and later removed is the file or
+// directory itself, never a symlink of the user's on the way to it.
+func ResolvePaths(root *hostfs.Root, changes []runtime.FileChange) error {
+	for i := range changes {
+		p, err := root.Resolve(changes[i].Path)
+		if err != nil {
+			return err
+		}
+		changes[i].Path = p
+	}
+	return nil
+}
+
 // Empty reports whether the journal records nothing.
 func (j *Journal) Empty() bool { return len(j.Files) == 0 && len(j.Dirs) == 0 }
 
@@ -88,20 +117,65 @@ func (j *Journal) Ours(p string, content []byte) bool {
 	return f != nil && slices.Contains(f.After, Digest(content))
 }
 
-// Surgeon removes an engine's own edit from a file that someone else has
-// changed since, for the rare uninstall where the journal's former bytes
-// would throw away the other party's change.
-type Surgeon func(p string, current []byte) ([]byte, error)
+// SavedDir is the host directory where uninstall keeps a copy of a file
+// whose bytes it must drop although someone other than kata-deploy wrote
+// some of them. No runtime reads it, unlike a copy in a drop-in directory.
+const SavedDir = Dir + "/saved"
+
+// MaxFileSize is the largest config file the journal reads back.
+const MaxFileSize = 4 << 20
+
+// Surgery is what a Surgeon makes of a file someone changed since the
+// engine edited it.
+type Surgery struct {
+	// After is the file without the engine's edit.
+	After []byte
+	// Dropped says After also lacks bytes someone else wrote (say, a line
+	// added inside the engine's own block): the file as it is now is
+	// saved first, and the uninstall says where.
+	Dropped string
+}
+
+// Surgeon takes an engine's own edit out of a file that someone else has
+// changed since, for the uninstall where the journal's former bytes would
+// throw away the other party's change. It returns an error, and uninstall
+// changes nothing, when it cannot tell its edit apart exactly.
+type Surgeon func(ctx context.Context, p string, current []byte, f *File) (*Surgery, error)
 
 // PlanUninstall returns the changes that undo everything the journal
 // records: files the engine created are deleted, files it edited get their
 // former bytes back (or, if edited by someone else since, lose only the
 // engine's own edit), and directories it created are removed when empty.
-func PlanUninstall(root *hostfs.Root, j *Journal, surgeon Surgeon) (*runtime.Plan, error) {
+// Bytes someone else wrote that must go anyway (an edit of the engine's own
+// file or block) are first copied under SavedDir, and a note says so.
+//
+// Recorded paths are resolved as the host resolves them, so that a symlink
+// of the user's on the way (which an older journal may name) is never
+// what gets removed.
+func PlanUninstall(ctx context.Context, root *hostfs.Root, j *Journal, surgeon Surgeon) (*runtime.Plan, error) {
 	plan := &runtime.Plan{Kind: runtime.Uninstall}
-	for _, p := range slices.Sorted(maps.Keys(j.Files)) {
-		f := j.Files[p]
-		current, err := root.ReadFile(p)
+	stamp := time.Now().UTC().Format("20060102T150405Z")
+	save := func(p string, current []byte, what string) error {
+		dst := path.Join(SavedDir, p) + "." + stamp
+		dirs, err := PlanDirs(root, path.Dir(dst))
+		if err != nil {
+			return err
+		}
+		plan.Changes = append(plan.Changes, dirs...)
+		plan.Changes = append(plan.Changes, runtime.FileChange{Op: runtime.Create, Path: dst, After: current, Perm: 0o600, Why: "keep " + p + " as it was before uninstall"})
+		plan.Notes = append(plan.Notes, fmt.Sprintf("%s: %s; uninstall removes them, and a copy of the file as it was is kept at %s", p, what, dst))
+		return nil
+	}
+	for _, recorded := range slices.Sorted(maps.Keys(j.Files)) {
+		if err := ctx.Err(); err != nil {
+			return nil, err
+		}
+		f := j.Files[recorded]
+		p, err := root.Resolve(recorded)
+		if err != nil {
+			return nil, err
+		}
+		current, err := root.ReadFileLimit(p, MaxFileSize)
 		if errors.Is(err, fs.ErrNotExist) {
 			if !f.Created {
 				plan.Notes = append(plan.Notes, fmt.Sprintf("%s was removed by someone else; nothing to restore", p))
@@ -113,29 +187,44 @@ func PlanUninstall(root *hostfs.Root, j *Journal, surgeon Surgeon) (*runtime.Pla
 		}
 		switch {
 		case f.Created:
+			if !j.Ours(recorded, current) && len(f.After) > 0 {
+				if err := save(p, current, "someone edited this file kata-deploy wrote"); err != nil {
+					return nil, err
+				}
+			}
 			plan.Changes = append(plan.Changes, runtime.FileChange{Op: runtime.Delete, Path: p, Before: current, Why: "created by kata-deploy"})
 		case bytes.Equal(current, f.Before):
 			// Never changed, or already restored.
-		case j.Ours(p, current):
+		case j.Ours(recorded, current):
 			plan.Changes = append(plan.Changes, runtime.FileChange{Op: runtime.Modify, Path: p, Before: current, After: f.Before, Why: "restore the bytes it had before kata-deploy"})
 		default:
-			after, err := surgeon(p, current)
+			s, err := surgeon(ctx, p, current, f)
 			if err != nil {
-				return nil, fmt.Errorf("%s was changed since kata-deploy edited it, and its edit cannot be taken out: %w", p, err)
+				return nil, fmt.Errorf("%s was changed since kata-deploy edited it, and kata-deploy's edit cannot be told apart from the change, so nothing was uninstalled: %w", p, err)
 			}
-			plan.Notes = append(plan.Notes, fmt.Sprintf("%s was changed since kata-deploy edited it: only kata-deploy's own edit is taken out", p))
-			if !bytes.Equal(after, current) {
-				plan.Changes = append(plan.Changes, runtime.FileChange{Op: runtime.Modify, Path: p, Before: current, After: after, Why: "take out kata-deploy's edit"})
+			if s.Dropped != "" {
+				if err := save(p, current, s.Dropped); err != nil {
+					return nil, err
+				}
+			} else {
+				plan.Notes = append(plan.Notes, fmt.Sprintf("%s was changed since kata-deploy edited it: only kata-deploy's own edit is taken out", p))
+			}
+			if !bytes.Equal(s.After, current) {
+				plan.Changes = append(plan.Changes, runtime.FileChange{Op: runtime.Modify, Path: p, Before: current, After: s.After, Why: "take out kata-deploy's edit"})
 			}
 		}
 	}
 	for i := len(j.Dirs) - 1; i >= 0; i-- {
-		ok, err := root.Exists(j.Dirs[i])
+		d, err := root.Resolve(j.Dirs[i])
+		if err != nil {
+			return nil, err
+		}
+		ok, err := root.Exists(d)
 		if err != nil {
 			return nil, err
 		}
 		if ok {
-			plan.Changes = append(plan.Changes, runtime.FileChange{Op: runtime.RemoveDir, Path: j.Dirs[i], Why: "created by kata-deploy"})
+			plan.Changes = append(plan.Changes, runtime.FileChange{Op: runtime.RemoveDir, Path: d, Why: "created by kata-deploy"})
 		}
 	}
 	return plan, nil
@@ -246,7 +335,7 @@ func checkPrecondition(root *hostfs.Root, c runtime.FileChange) error {
 			return &ChangedError{Path: c.Path}
 		}
 	case runtime.Modify, runtime.Delete:
-		current, err := root.ReadFile(c.Path)
+		current, err := root.ReadFileLimit(c.Path, MaxFileSize)
 		if err != nil {
 			return err
 		}
@@ -261,6 +350,10 @@ func checkPrecondition(root *hostfs.Root, c runtime.FileChange) error {
 // the journal is on disk before the first change.
 func record(root *hostfs.Root, j *Journal, plan *runtime.Plan) error {
 	for _, c := range plan.Changes {
+		if c.Path == Dir || strings.HasPrefix(c.Path, Dir+"/") {
+			// A copy saved for the user (see PlanUninstall) is theirs.
+			continue
+		}
 		f := j.Files[c.Path]
 		switch c.Op {
 		case runtime.Create:
@@ -272,6 +365,9 @@ func record(root *hostfs.Root, j *Journal, plan *runtime.Plan) error {
 			if f == nil {
 				f = &File{Before: c.Before}
 				j.Files[c.Path] = f
+			}
+			if !f.Created {
+				f.Inserted = c.Inserted
 			}
 		case runtime.CreateDir:
 			if !slices.Contains(j.Dirs, c.Path) {
@@ -399,10 +495,16 @@ func applyChange(root *hostfs.Root, j *Journal, c runtime.FileChange) (func() er
 
 // PlanDirs returns a CreateDir change for each missing directory on the way
 // to the host directory dir, outermost first, so that uninstall removes
-// exactly the directories install made.
+// exactly the directories install made. Symlinks in dir are resolved
+// first: what gets created, and later removed, is the directory the link
+// points to, never the user's link.
 func PlanDirs(root *hostfs.Root, dir string) ([]runtime.FileChange, error) {
+	resolved, err := root.Resolve(dir)
+	if err != nil {
+		return nil, err
+	}
 	var out []runtime.FileChange
-	for d := path.Clean(dir); d != "/"; d = path.Dir(d) {
+	for d := resolved; d != "/"; d = path.Dir(d) {
 		ok, err := root.Exists(d)
 		if err != nil {
 			return nil, err

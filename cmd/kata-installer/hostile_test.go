@@ -1,0 +1,135 @@
+package main
+
+// Hostile and mistaken invocations (docs/hostile-hosts.md): usage errors
+// exit 2 with a message naming the flag, --help goes to stdout, and the
+// read-only commands write nothing to the host.
+
+import (
+	"bytes"
+	"context"
+	"os"
+	"path/filepath"
+	"strings"
+	"testing"
+
+	"gotest.tools/v3/assert"
+	is "gotest.tools/v3/assert/cmp"
+
+	"github.com/kata-deploy/kata-deploy/internal/cli"
+	"github.com/kata-deploy/kata-deploy/internal/hosttest"
+)
+
+// payload writes a small kata-static tree with the configs of the shims
+// given.
+func payload(t *testing.T, shims ...string) string {
+	t.Helper()
+	dir := t.TempDir()
+	files := map[string]string{"opt/kata/bin/containerd-shim-kata-v2": "shim"}
+	for _, s := range shims {
+		files["opt/kata/share/defaults/kata-containers/configuration-"+s+".toml"] = "[hypervisor." + s + "]\npath = \"/opt/kata/bin/x\"\nkernel_params = \"\"\n[agent.kata]\n[runtime]\n"
+	}
+	for p, data := range files {
+		full := filepath.Join(dir, p)
+		assert.NilError(t, os.MkdirAll(filepath.Dir(full), 0o755))
+		assert.NilError(t, os.WriteFile(full, []byte(data), 0o755))
+	}
+	return dir
+}
+
+func host(t *testing.T) string {
+	return hosttest.Write(t, nil, map[string][]byte{"/etc/containerd/config.toml": []byte("version = 2\n")})
+}
+
+func invoke(t *testing.T, vars []string, args ...string) (code int, stdout, stderr string) {
+	t.Helper()
+	var out, errb bytes.Buffer
+	err := run(context.Background(), args, cli.Environ{Vars: vars, Stdout: &out, Stderr: &errb})
+	code = cli.ExitCode(err, &errb)
+	return code, out.String(), errb.String()
+}
+
+func TestUsageErrorsExit2(t *testing.T) {
+	h := host(t)
+	base := []string{"--once", "--label=false", "--restart=false", "--host-root", h, "--runtime", "containerd", "--runtime-version", "1.7.0", "--payload", payload(t, "qemu")}
+	for _, c := range []struct {
+		args []string
+		vars []string
+		msg  string
+	}{
+		{args: []string{"--shims", "nope"}, msg: `--shims: unknown Kata shim "nope"`},
+		{args: []string{"--shims", "qemu", "--default-shim", "clh"}, msg: `--default-shim: default Kata shim "clh" is not among`},
+		{args: []string{"--suffix", "Bad_Suffix"}, msg: `--suffix: install suffix "Bad_Suffix"`},
+		{args: []string{"--prefix", "usr/local"}, msg: `--prefix "usr/local": want an absolute host path`},
+		{args: []string{"--runtime", "foo"}, msg: "--runtime:"},
+		{args: []string{"--runtime-version", "notaversion"}, msg: "--runtime-version:"},
+		{args: []string{"--mode", "weird"}, msg: "--mode:"},
+		{args: []string{"status", "-o", "yaml"}, msg: `--output "yaml": want text or json`},
+		{args: []string{"frobnicate"}, msg: `unknown subcommand "frobnicate"`},
+		{args: []string{"--bogus"}, msg: "unknown flag: --bogus"},
+		{vars: []string{"KATA_HOST_ROOT="}, msg: "--host-root (KATA_HOST_ROOT) is empty"},
+	} {
+		args := c.args
+		if len(args) > 0 && !strings.HasPrefix(args[0], "-") {
+			args = append([]string{args[0]}, append(base, args[1:]...)...)
+		} else {
+			args = append(append([]string{}, base...), args...)
+		}
+		if c.vars != nil {
+			args = removeFlag(args, "--host-root")
+		}
+		code, _, stderr := invoke(t, c.vars, args...)
+		assert.Check(t, is.Equal(code, 2), "%v: %s", c.args, stderr)
+		assert.Check(t, is.Contains(stderr, c.msg), "%v", c.args)
+		assert.Check(t, is.Contains(stderr, "usage error:"))
+	}
+}
+
+func removeFlag(args []string, flag string) []string {
+	var out []string
+	for i := 0; i < len(args); i++ {
+		if args[i] == flag {
+			i++
+			continue
+		}
+		out = append(out, args[i])
+	}
+	return out
+}
+
+func TestHelpOnStdout(t *testing.T) {
+	for _, args := range [][]string{{"--help"}, {"plan", "--help"}, {"status", "-h"}} {
+		code, stdout, stderr := invoke(t, nil, args...)
+		assert.Check(t, is.Equal(code, 0))
+		assert.Check(t, is.Contains(stdout, "--systemd-socket"))
+		assert.Check(t, is.Equal(stderr, ""))
+	}
+}
+
+func TestPayloadWithoutShimConfigNamesIt(t *testing.T) {
+	h := host(t)
+	code, _, stderr := invoke(t, nil, "--once", "--label=false", "--restart=false", "--host-root", h, "--runtime", "containerd",
+		"--runtime-version", "1.7.0", "--payload", payload(t, "qemu"), "--shims", "qemu,clh")
+	assert.Check(t, is.Equal(code, 1))
+	assert.Check(t, is.Contains(stderr, "has no Kata config for shim clh"), stderr)
+	assert.Check(t, is.Contains(stderr, "pick --shims from those it has: qemu"), stderr)
+}
+
+// plan and status write nothing to the host: no lock, no directory, on a
+// fresh host and on an installed one.
+func TestPlanAndStatusWriteNothing(t *testing.T) {
+	h := host(t)
+	pl := payload(t, "qemu", "clh")
+	args := []string{"--label=false", "--restart=false", "--host-root", h, "--runtime", "containerd", "--runtime-version", "1.7.0", "--payload", pl, "--shims", "qemu,clh"}
+	check := func(state string) {
+		before := hosttest.Snapshot(t, h)
+		for _, sub := range []string{"plan", "status"} {
+			code, _, stderr := invoke(t, nil, append([]string{sub}, args...)...)
+			assert.Check(t, is.Equal(code, 0), "%s on a %s host: %s", sub, state, stderr)
+			assert.Check(t, is.DeepEqual(hosttest.Snapshot(t, h), before), "%s wrote to a %s host", sub, state)
+		}
+	}
+	check("fresh")
+	code, _, stderr := invoke(t, nil, append([]string{"install", "--once"}, args...)...)
+	assert.Assert(t, is.Equal(code, 0), stderr)
+	check("installed")
+}
