@@ -2,7 +2,7 @@
 GO ?= go
 GOFLAGS ?=
 
-.PHONY: test demo unit provision image bench fuzz vet
+.PHONY: test demo unit prereqs provision image bench fuzz vet
 
 # The cluster the demo runs on: one node of containerd-1.6, containerd-2.2 or
 # crio-1.34, several (comma-separated), or all (one node of each).
@@ -10,28 +10,37 @@ FLAVOUR ?= containerd-1.6
 
 # Everything the tests need, then every test (unit, real-runtime and
 # end-to-end). Safe to run on a fresh Debian 12 machine as root.
-test: provision vet
+test: prereqs provision vet
 	$(GO) test $(GOFLAGS) -count=1 -timeout 30m ./...
 
 # The README's quick start on a local cluster: a real control plane and
 # systemd-booted nodes running $(FLAVOUR) with a kubelet; the DaemonSets from
 # the image `make image` builds, applied and removed with the README's own
 # kubectl commands, printing each step and its figures.
-demo: provision
+demo: prereqs provision
 	KATA_E2E_CLUSTER=$(FLAVOUR) $(GO) test $(GOFLAGS) -count=1 -v -run 'TestClusterQuickStart$$' ./e2e
 
 # Tests that need no root and no testbed (the rest skip with one line).
 unit:
 	$(GO) test $(GOFLAGS) ./...
 
+# Root, Go at go.mod's version, git, cgroups and overlayfs, and (until
+# provisioned) network and disk: named before anything starts.
+prereqs:
+	hack/prereqs.sh
+
 provision:
 	hack/testbed.sh provision
 
 vet:
+	@command -v git >/dev/null || { echo "make vet needs git: its gofmt check covers the files git tracks"; exit 1; }
 	@test -z "$$(gofmt -l $$(git ls-files '*.go'))" || { gofmt -l $$(git ls-files '*.go'); echo "gofmt needed"; exit 1; }
 	$(GO) vet ./...
 
-# The image as an OCI tarball, without a Docker engine (see docs/manifests.md).
+# The image without a Docker engine (README "Getting the image"): an OCI
+# tarball for amd64 by default; ARCHES=amd64,arm64 builds an index; PUSH=<ref>
+# pushes to a registry. Name the payload with PAYLOAD=<dir> or
+# KATA_TARBALL=<kata-static tarball>, or KATA_SHA256=<sum> to download it.
 image:
 	hack/build-image.sh
 

@@ -102,6 +102,10 @@ func (e *Engine) ConfigPath() string { return e.configPath }
 // table into the main one (2.1 and later) rather than replacing it whole.
 func (e *Engine) mergesImports() bool { return e.version.AtLeast(2, 1) }
 
+// JournalPath returns the host path of the journal where the engine keeps
+// what it created and the former bytes of what it edited.
+func (e *Engine) JournalPath() string { return journal.PathFor(e.journalName()) }
+
 func (e *Engine) journalName() string {
 	if e.name == "kata-deploy" {
 		return "containerd"
@@ -119,6 +123,13 @@ func (e *Engine) PlanInstall(ctx context.Context, spec runtime.Spec) (*runtime.P
 	if spec.Mode == runtime.ModeUntrusted && e.version.Major >= 2 {
 		return nil, fmt.Errorf("containerd %s no longer routes pods annotated io.kubernetes.cri.untrusted-workload to a separate runtime (removed in 2.0): use --mode=%s and runtimeClassName: %s",
 			e.version, runtime.ModeRuntimeClass, spec.Handlers[0].Name)
+	}
+	for _, h := range spec.Handlers {
+		// containerd 1.6 reads a runtime's snapshotter key without error
+		// and ignores it: fc would then run on overlayfs and fail.
+		if h.Snapshotter != "" && !e.version.AtLeast(1, 7) {
+			return nil, fmt.Errorf("containerd %s has no per-runtime snapshotter (containerd 1.7 added it), so handler %s cannot use %s: upgrade containerd, or leave the snapshotter out", e.version, h.Name, h.Snapshotter)
+		}
 	}
 	j, err := journal.Load(e.root, e.journalName())
 	if err != nil {

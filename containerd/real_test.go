@@ -6,6 +6,7 @@ import (
 	"os"
 	"path"
 	"path/filepath"
+	"slices"
 	"strings"
 	"testing"
 	"time"
@@ -37,6 +38,11 @@ func TestEffectiveConfigWithRealContainerd(t *testing.T) {
 		if c.mode == runtime.ModeUntrusted {
 			continue // TestUntrustedWithRealContainerd
 		}
+		if flavour == testbed.Containerd16 && slices.Contains(c.shims, "fc") {
+			// A per-runtime snapshotter needs containerd 1.7, and no 1.7
+			// binary is built here: 1.6 would ignore the key.
+			continue
+		}
 		t.Run(c.name, func(t *testing.T) {
 			ctx, cancel := context.WithTimeout(context.Background(), time.Minute)
 			defer cancel()
@@ -63,6 +69,10 @@ func TestEffectiveConfigWithRealContainerd(t *testing.T) {
 				assert.Equal(t, opts["ConfigPath"], h.ConfigPath)
 				delete(runtimes, h.Name)
 				if h.Snapshotter != "" {
+					// Both places containerd 2.x reads: the runtime's own
+					// key, and the image service's runtime platform (which
+					// decides the snapshotter images are unpacked into).
+					assert.Equal(t, got["snapshotter"], h.Snapshotter)
 					platforms := lookupMap(after, "plugins", criImages, "runtime_platforms")
 					assert.DeepEqual(t, platforms[h.Name], map[string]any{"platform": "", "snapshotter": h.Snapshotter})
 					delete(platforms, h.Name)

@@ -74,6 +74,10 @@ func New(hostRoot string, version runtime.Version, opts ...Option) (*Engine, err
 // prefix makes CRI-O read it after the distribution's own drop-ins.
 func (e *Engine) DropInPath() string { return path.Join(e.configDir, "99-"+e.name+".conf") }
 
+// JournalPath returns the host path of the journal where the engine keeps
+// what it created and the former bytes of what it edited.
+func (e *Engine) JournalPath() string { return journal.PathFor(e.journalName()) }
+
 func (e *Engine) journalName() string {
 	if e.name == "kata-deploy" {
 		return "crio"

@@ -82,9 +82,31 @@ install_host_packages() {
 		printf '#!/bin/sh\nexit 101\n' >"$prc"
 		chmod +x "$prc"
 	fi
+	# policy-rc.d stops the daemons from starting, not postinst from enabling them: note
+	# what is enabled and running before, and afterwards disable and stop whatever the
+	# install added, so that no service runs on the host (or after its reboot) that the
+	# user did not have.
+	local systemd_up= enabled_before= active_before=
+	if [ -d /run/systemd/system ]; then
+		systemd_up=1
+		enabled_before=$(systemctl list-unit-files --state=enabled --no-legend --plain | awk '{print $1}' | sort)
+		active_before=$(systemctl list-units --state=active --no-legend --plain | awk '{print $1}' | sort)
+	fi
 	step "apt-get install" "$CACHE/logs/apt-install.log" \
 		apt-get install -y --no-install-recommends "${missing[@]}"
 	[ -n "$had_prc" ] || rm -f "$prc"
+	if [ -n "$systemd_up" ]; then
+		local u
+		for u in $(comm -13 <(echo "$enabled_before") <(systemctl list-unit-files --state=enabled --no-legend --plain | awk '{print $1}' | sort)); do
+			log "host packages: disabling $u, which the install enabled"
+			systemctl disable --quiet "$u" || die "cannot disable $u"
+		done
+		for u in $(comm -13 <(echo "$active_before") <(systemctl list-units --state=active --no-legend --plain | awk '{print $1}' | sort)); do
+			case "$u" in *.service | *.socket | *.timer) ;; *) continue ;; esac
+			log "host packages: stopping $u, which the install started"
+			systemctl stop --quiet "$u" || die "cannot stop $u"
+		done
+	fi
 }
 
 # The Debian mirror apt uses here, so debootstrap fetches from the same place.

@@ -8,9 +8,11 @@
 //     Node's status.nodeInfo.containerRuntimeVersion and keeps it right.
 //   - SetKataState, KeepKataState and RemoveLabels manage
 //     kata-containers.io/kata-runtime: "true" after a verified install,
-//     "cleanup" after an uninstall, removed by the cleanup.
-//   - RecordEvent records install and uninstall events on the Node, shown by
-//     kubectl describe node.
+//     "waiting-restart" after an install whose runtime was not restarted
+//     (nothing verified yet), "cleanup" after an uninstall, removed by the
+//     cleanup.
+//   - RecordEvent records install, uninstall and cleanup events on the
+//     Node, shown by kubectl describe node.
 //   - WaitReady waits for the Node to be Ready and, where the kubelet reports
 //     status.runtimeHandlers, to list Kata's handlers.
 //   - DaemonSetTargetsNode tells an installer that is being stopped whether

@@ -29,6 +29,12 @@ const (
 	ReasonUninstallStarted   Reason = "KataUninstallStarted"
 	ReasonUninstallSucceeded Reason = "KataUninstallSucceeded"
 	ReasonUninstallFailed    Reason = "KataUninstallFailed"
+	// ReasonWaitingRestart says Kata is written but waits for the
+	// runtime's next restart before the node is labelled for it.
+	ReasonWaitingRestart   Reason = "KataWaitingForRestart"
+	ReasonCleanupStarted   Reason = "KataCleanupStarted"
+	ReasonCleanupSucceeded Reason = "KataCleanupSucceeded"
+	ReasonCleanupFailed    Reason = "KataCleanupFailed"
 )
 
 // eventType is Warning for failures and Normal otherwise.

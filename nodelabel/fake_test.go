@@ -6,6 +6,7 @@ import (
 	"gotest.tools/v3/assert"
 	is "gotest.tools/v3/assert/cmp"
 	corev1 "k8s.io/api/core/v1"
+	"k8s.io/apimachinery/pkg/util/validation"
 )
 
 func TestRuntimeLabelValue(t *testing.T) {
@@ -39,4 +40,12 @@ func TestEventName(t *testing.T) {
 	assert.Check(t, is.Equal(c.eventName(ReasonInstallFailed), "worker-1.kata-deploy.katainstallfailed"))
 	assert.Check(t, is.Equal(ReasonInstallFailed.eventType(), corev1.EventTypeWarning))
 	assert.Check(t, is.Equal(ReasonUninstallSucceeded.eventType(), corev1.EventTypeNormal))
+	assert.Check(t, is.Equal(ReasonWaitingRestart.eventType(), corev1.EventTypeNormal))
+	assert.Check(t, is.Equal(ReasonCleanupFailed.eventType(), corev1.EventTypeWarning))
+	// Label values must be valid, and "waiting-restart" must not be what
+	// RuntimeClasses select.
+	for _, s := range []KataState{KataInstalled, KataWaitingRestart, KataCleanup} {
+		assert.Check(t, is.Len(validation.IsValidLabelValue(string(s)), 0), s)
+	}
+	assert.Check(t, KataWaitingRestart != KataInstalled)
 }

@@ -33,6 +33,12 @@ const (
 	// KataCleanup marks a node whose installer has uninstalled Kata and
 	// that the cleanup DaemonSet still has to reset.
 	KataCleanup KataState = "cleanup"
+	// KataWaitingRestart marks a node where Kata is written but the
+	// runtime has not been restarted to load it (the installer ran with
+	// restart disabled), so nobody has verified that it serves the
+	// handlers: RuntimeClasses, which select "true", keep Kata pods away
+	// until a later installer run finds the handlers served.
+	KataWaitingRestart KataState = "waiting-restart"
 )
 
 // Client drives the labels and events of one Node. It is safe for

@@ -142,6 +142,13 @@ func testKataState(t *testing.T, cp *testbed.ControlPlane, admin kubernetes.Inte
 	waitLabels(t, admin, "ks-1", "kata label after re-creation", hasLabel(kataKey, "true"))
 	assert.NilError(t, stop())
 
+	// An install whose runtime was not restarted: RuntimeClasses select
+	// "true", so the node must leave it for "waiting-restart".
+	assert.NilError(t, c.SetKataState(ctx, nodelabel.KataWaitingRestart))
+	waitLabels(t, admin, "ks-1", "kata label waiting-restart", hasLabel(kataKey, "waiting-restart"))
+	assert.NilError(t, c.SetKataState(ctx, nodelabel.KataInstalled))
+	waitLabels(t, admin, "ks-1", "kata label true after the later run", hasLabel(kataKey, "true"))
+
 	// Uninstall, then cleanup: only our labels change.
 	patchLabels(t, admin, "ks-1", `{"metadata":{"labels":{"example.com/keep":"me","`+runtimeKey+`":"containerd"}}}`)
 	assert.NilError(t, c.SetKataState(ctx, nodelabel.KataCleanup))
@@ -188,6 +195,9 @@ func testEvents(t *testing.T, cp *testbed.ControlPlane, admin kubernetes.Interfa
 	assert.NilError(t, c.RecordEvent(ctx, nodelabel.ReasonInstallFailed, "restart containerd.service: job result \"failed\""))
 	assert.NilError(t, c.RecordEvent(ctx, nodelabel.ReasonInstallFailed, "second failure"))
 	assert.NilError(t, c.RecordEvent(ctx, nodelabel.ReasonInstallSucceeded, "kata-qemu, kata-clh ready"))
+	assert.NilError(t, c.RecordEvent(ctx, nodelabel.ReasonWaitingRestart, "waits for containerd.service's next restart"))
+	assert.NilError(t, c.RecordEvent(ctx, nodelabel.ReasonUninstallSucceeded, "uninstalled"))
+	assert.NilError(t, c.RecordEvent(ctx, nodelabel.ReasonCleanupFailed, "still installed"))
 
 	// What kubectl describe node asks for.
 	sel := fields.Set{"involvedObject.kind": "Node", "involvedObject.name": "ev-1", "involvedObject.uid": string(n.UID)}.String()
@@ -197,7 +207,10 @@ func testEvents(t *testing.T, cp *testbed.ControlPlane, admin kubernetes.Interfa
 	for _, e := range list.Items {
 		got[e.Reason] = e
 	}
-	assert.Check(t, is.Len(list.Items, 3), "one event per reason")
+	assert.Check(t, is.Len(list.Items, 6), "one event per reason")
+	assert.Check(t, is.Equal(got["KataWaitingForRestart"].Type, corev1.EventTypeNormal))
+	assert.Check(t, is.Equal(got["KataUninstallSucceeded"].Type, corev1.EventTypeNormal))
+	assert.Check(t, is.Equal(got["KataCleanupFailed"].Type, corev1.EventTypeWarning))
 	assert.Check(t, is.Equal(got["KataInstallStarted"].Type, corev1.EventTypeNormal))
 	assert.Check(t, is.Equal(got["KataInstallFailed"].Type, corev1.EventTypeWarning))
 	assert.Check(t, is.Equal(got["KataInstallFailed"].Message, "second failure"))

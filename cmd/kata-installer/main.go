@@ -44,10 +44,11 @@ func run(ctx context.Context, args []string, env cli.Environ) error {
 	rtConfig := fs.String("runtime-config", "", "host path of containerd's config file, or of CRI-O's drop-in directory, when the runtime does not use its usual one")
 	payload := fs.String("payload", "/opt/kata-artifacts", "Kata payload: a kata-static tree or tarball (.tar, .tar.gz, .tar.xz, .tar.zst)")
 	mode := fs.String("mode", string(runtime.ModeRuntimeClass), "how pods opt in: runtimeclass, or untrusted (the io.kubernetes.cri.untrusted-workload annotation; containerd 1.x)")
-	shims := fs.StringSlice("shims", []string{"qemu", "clh", "dragonball"}, "Kata shims to register, as handlers kata-<shim> (fc also needs a devmapper snapshotter)")
+	shims := fs.StringSlice("shims", []string{"qemu", "clh", "dragonball"}, "Kata shims to register, as handlers kata-<shim> (fc also needs --snapshotter fc=devmapper)")
 	defaultShim := fs.String("default-shim", "", "shim behind the default \"kata\" handler (default: the first of --shims)")
 	prefix := fs.String("prefix", runtime.DefaultPrefix, "host directory Kata is installed under, as <prefix>/kata")
 	suffix := fs.String("suffix", "", "name of an independent second install: <prefix>/kata-<suffix>, handlers kata-<shim>-<suffix>")
+	snapshotters := fs.StringToString("snapshotter", nil, "containerd snapshotter per shim, e.g. fc=devmapper (the snapshotter must be configured in containerd)")
 	restart := fs.Bool("restart", true, "restart the runtime through systemd when its config changed (false: no systemd calls)")
 	label := fs.Bool("label", true, "use the API server: read the Node, label it, record events (false: no API server needed)")
 	once := fs.Bool("once", false, "exit after installing instead of waiting for SIGTERM")
@@ -76,7 +77,7 @@ func run(ctx context.Context, args []string, env cli.Environ) error {
 	}
 	log := cli.Logger(stderr)
 	cfg := &installer.Config{HostRoot: *hostRoot, Runtime: *rt, RuntimeVersion: *rtVersion, RuntimeConfig: *rtConfig, Payload: *payload, Mode: m, Shims: *shims,
-		DefaultShim: *defaultShim, Prefix: *prefix, Suffix: *suffix, Restart: *restart, SystemdSocket: *socket,
+		DefaultShim: *defaultShim, Prefix: *prefix, Suffix: *suffix, Snapshotters: *snapshotters, Restart: *restart, SystemdSocket: *socket,
 		VerifyTimeout: *verify, Log: log}
 	cfg.Settings = installer.KataSettings{Debug: *debug, AgentHTTPSProxy: *httpsProxy, AgentNoProxy: *noProxy,
 		KernelParams: *kernelParams, Annotations: map[string][]string{}}
@@ -147,17 +148,18 @@ func install(ctx context.Context, cfg *installer.Config, healthAddr string, once
 			return err
 		}
 	}
-	if err := cfg.Install(ctx); err != nil {
+	state, err := cfg.Install(ctx)
+	if err != nil {
 		return err
 	}
 	h.SetReady()
-	cfg.Log.Info("Kata Containers installed")
+	cfg.Log.Info("Kata Containers installed", "kata-runtime", state)
 	if once {
 		return nil
 	}
 	if cfg.Node != nil {
 		go func() {
-			if err := cfg.Node.KeepKataState(ctx, nodelabel.KataInstalled); err != nil {
+			if err := cfg.Node.KeepKataState(ctx, state); err != nil {
 				cfg.Log.Error("keeping the kata-runtime label", "err", err)
 			}
 		}()

@@ -23,16 +23,20 @@ import (
 	"os/signal"
 	"path"
 	"path/filepath"
+	"slices"
 	"strconv"
 	"strings"
 	"syscall"
 	"time"
 
+	"github.com/google/go-containerregistry/pkg/authn"
+	"github.com/google/go-containerregistry/pkg/name"
 	v1 "github.com/google/go-containerregistry/pkg/v1"
 	"github.com/google/go-containerregistry/pkg/v1/empty"
 	"github.com/google/go-containerregistry/pkg/v1/layout"
 	"github.com/google/go-containerregistry/pkg/v1/mutate"
 	"github.com/google/go-containerregistry/pkg/v1/partial"
+	"github.com/google/go-containerregistry/pkg/v1/remote"
 	"github.com/google/go-containerregistry/pkg/v1/tarball"
 	"github.com/google/go-containerregistry/pkg/v1/types"
 )
@@ -80,9 +84,11 @@ var baseFiles = []struct {
 }
 
 type options struct {
+	arches      []string
 	binDir      string
 	payload     string
 	out         string
+	push        string
 	ref         string
 	kataVersion string
 	version     string
@@ -108,19 +114,37 @@ func run(ctx context.Context, args []string, stdout, stderr io.Writer) error {
 	fl := flag.NewFlagSet("imagebuild", flag.ContinueOnError)
 	fl.SetOutput(stderr)
 	var o options
-	fl.StringVar(&o.binDir, "bin-dir", "", "directory holding "+strings.Join(binaries, ", ")+" (required)")
-	fl.StringVar(&o.payload, "payload", "", "directory holding the Kata payload, the kata-static tree opt/kata/... (required)")
-	fl.StringVar(&o.out, "out", "", "OCI image layout tarball to write (required)")
+	arches := fl.String("arch", "amd64", "architectures to build, comma-separated (amd64, arm64, s390x, ppc64le); more than one makes an image index")
+	fl.StringVar(&o.binDir, "bin-dir", "", "directory holding "+strings.Join(binaries, ", ")+" built for the architecture; {arch} stands for it (required)")
+	fl.StringVar(&o.payload, "payload", "", "directory holding the architecture's Kata payload, the kata-static tree opt/kata/...; {arch} stands for it (required)")
+	fl.StringVar(&o.out, "out", "", "OCI image layout tarball to write (required unless -push is given)")
+	fl.StringVar(&o.push, "push", "", "registry reference to push the image (or index) to, e.g. registry.example.com/kata-deploy:v1")
 	fl.StringVar(&o.ref, "ref", defaultRef, "image reference recorded in the layout")
-	fl.StringVar(&o.kataVersion, "kata-version", "", "Kata release of the payload, recorded as a label")
+	fl.StringVar(&o.kataVersion, "kata-version", "", "Kata release of the payload, recorded as the io.katacontainers.version label")
 	fl.StringVar(&o.version, "version", "dev", "kata-deploy version, recorded as a label")
 	fl.StringVar(&o.revision, "revision", "", "source revision, recorded as a label")
 	if err := fl.Parse(args); err != nil {
 		return fmt.Errorf("%w: %w", errUsage, err)
 	}
-	if o.binDir == "" || o.payload == "" || o.out == "" || fl.NArg() != 0 {
+	if o.binDir == "" || o.payload == "" || (o.out == "" && o.push == "") || fl.NArg() != 0 {
 		fl.Usage()
-		return fmt.Errorf("%w: -bin-dir, -payload and -out are required", errUsage)
+		return fmt.Errorf("%w: -bin-dir, -payload and -out (or -push) are required", errUsage)
+	}
+	for _, a := range strings.Split(*arches, ",") {
+		if !slices.Contains(knownArches, a) {
+			return fmt.Errorf("%w: -arch %q: want one of %s", errUsage, a, strings.Join(knownArches, ", "))
+		}
+		if slices.Contains(o.arches, a) {
+			return fmt.Errorf("%w: -arch %q given twice", errUsage, a)
+		}
+		o.arches = append(o.arches, a)
+	}
+	if len(o.arches) > 1 && (!strings.Contains(o.binDir, "{arch}") || !strings.Contains(o.payload, "{arch}")) {
+		return fmt.Errorf("%w: with more than one -arch, -bin-dir and -payload must name each architecture's directory with {arch}", errUsage)
+	}
+	if o.kataVersion == "" {
+		fmt.Fprintln(stderr, "imagebuild: warning: -kata-version not given; the io.katacontainers.version label says \"unknown\"")
+		o.kataVersion = "unknown"
 	}
 	// SOURCE_DATE_EPOCH is the reproducible-builds convention; read here
 	// only, so that build itself has no hidden inputs.
@@ -133,31 +157,107 @@ func run(ctx context.Context, args []string, stdout, stderr io.Writer) error {
 		o.created = time.Unix(sec, 0).UTC()
 	}
 
-	tmp, err := os.MkdirTemp(filepath.Dir(o.out), ".imagebuild-")
+	workDir := "."
+	if o.out != "" {
+		workDir = filepath.Dir(o.out)
+	}
+	tmp, err := os.MkdirTemp(workDir, ".imagebuild-")
 	if err != nil {
 		return fmt.Errorf("work directory: %w", err)
 	}
 	defer os.RemoveAll(tmp)
 
-	img, err := build(ctx, o, tmp)
-	if err != nil {
-		return err
+	var images []v1.Image
+	for _, arch := range o.arches {
+		ao := o
+		ao.binDir = strings.ReplaceAll(o.binDir, "{arch}", arch)
+		ao.payload = strings.ReplaceAll(o.payload, "{arch}", arch)
+		dir := filepath.Join(tmp, arch)
+		if err := os.Mkdir(dir, 0o700); err != nil {
+			return fmt.Errorf("work directory: %w", err)
+		}
+		img, err := build(ctx, ao, arch, dir)
+		if err != nil {
+			return fmt.Errorf("%s: %w", arch, err)
+		}
+		images = append(images, img)
 	}
-	if err := writeLayoutTar(ctx, img, o.ref, o.out, tmp); err != nil {
-		return err
+	// One architecture stays a plain image, as ctr import and skopeo have
+	// always been given; more make an index.
+	var top partial.Describable
+	if len(images) == 1 {
+		top = images[0]
+	} else {
+		idx, err := index(images, o.arches)
+		if err != nil {
+			return err
+		}
+		top = idx
 	}
-	d, err := img.Digest()
+	if o.out != "" {
+		if err := writeLayoutTar(ctx, top, o.ref, o.out, tmp); err != nil {
+			return err
+		}
+	}
+	d, err := top.(interface{ Digest() (v1.Hash, error) }).Digest()
 	if err != nil {
 		return fmt.Errorf("image digest: %w", err)
 	}
-	fmt.Fprintf(stdout, "wrote %s: %s %s\n", o.out, o.ref, d)
+	if o.out != "" {
+		fmt.Fprintf(stdout, "wrote %s: %s %s (%s)\n", o.out, o.ref, d, strings.Join(o.arches, ", "))
+	}
+	if o.push != "" {
+		if err := push(ctx, top, o.push); err != nil {
+			return err
+		}
+		fmt.Fprintf(stdout, "pushed %s@%s (%s)\n", o.push, d, strings.Join(o.arches, ", "))
+	}
+	return nil
+}
+
+// knownArches are the architectures Kata ships releases for.
+var knownArches = []string{"amd64", "arm64", "s390x", "ppc64le"}
+
+// index makes an OCI image index over one image per architecture.
+func index(images []v1.Image, arches []string) (v1.ImageIndex, error) {
+	var adds []mutate.IndexAddendum
+	for i, img := range images {
+		desc, err := partial.Descriptor(img)
+		if err != nil {
+			return nil, fmt.Errorf("image index: %w", err)
+		}
+		desc.ArtifactType = ""
+		desc.Platform = &v1.Platform{OS: "linux", Architecture: arches[i]}
+		adds = append(adds, mutate.IndexAddendum{Add: img, Descriptor: *desc})
+	}
+	idx := mutate.IndexMediaType(empty.Index, types.OCIImageIndex)
+	return mutate.AppendManifests(idx, adds...), nil
+}
+
+// push writes the image or index to ref in a registry, authenticated as
+// docker login and credential helpers say.
+func push(ctx context.Context, top partial.Describable, ref string) error {
+	r, err := name.ParseReference(ref)
+	if err != nil {
+		return fmt.Errorf("%w: -push %q: %w", errUsage, ref, err)
+	}
+	opts := []remote.Option{remote.WithContext(ctx), remote.WithAuthFromKeychain(authn.DefaultKeychain)}
+	switch v := top.(type) {
+	case v1.ImageIndex:
+		err = remote.WriteIndex(r, v, opts...)
+	case v1.Image:
+		err = remote.Write(r, v, opts...)
+	}
+	if err != nil {
+		return fmt.Errorf("push %s: %w", ref, err)
+	}
 	return nil
 }
 
 // build assembles the image from three layers, least often changed first,
 // so that a new binary does not re-ship the payload: the base, the payload,
 // the binaries. Layer tars are staged in tmp.
-func build(ctx context.Context, o options, tmp string) (v1.Image, error) {
+func build(ctx context.Context, o options, arch, tmp string) (v1.Image, error) {
 	type layerSpec struct {
 		name, createdBy string
 		write           func(*tarWriter) error
@@ -212,7 +312,7 @@ func build(ctx context.Context, o options, tmp string) (v1.Image, error) {
 		return nil, fmt.Errorf("config: %w", err)
 	}
 	cf = cf.DeepCopy()
-	cf.Architecture, cf.OS = "amd64", "linux"
+	cf.Architecture, cf.OS = arch, "linux"
 	cf.Created = created
 	cf.Config = imageConfig()
 	cf.Config.Labels = labels(o)
@@ -235,9 +335,7 @@ func labels(o options) map[string]string {
 	if o.revision != "" {
 		l["org.opencontainers.image.revision"] = o.revision
 	}
-	if o.kataVersion != "" {
-		l["io.katacontainers.version"] = o.kataVersion
-	}
+	l["io.katacontainers.version"] = o.kataVersion
 	return l
 }
 
@@ -245,7 +343,7 @@ func labels(o options) map[string]string {
 // blobs/) and packs it into out, replaced atomically. The index names the
 // image as BuildKit does: io.containerd.image.name is the full reference
 // (what ctr import uses), org.opencontainers.image.ref.name the tag.
-func writeLayoutTar(ctx context.Context, img v1.Image, ref, out, tmp string) error {
+func writeLayoutTar(ctx context.Context, top partial.Describable, ref, out, tmp string) error {
 	dir := filepath.Join(tmp, "layout")
 	p, err := layout.Write(dir, empty.Index)
 	if err != nil {
@@ -258,17 +356,26 @@ func writeLayoutTar(ctx context.Context, img v1.Image, ref, out, tmp string) err
 	// The descriptor is written by hand: partial.Descriptor fills in
 	// artifactType (the OCI 1.1 referrers convention), which a plain image
 	// in an index does not carry elsewhere (BuildKit, ctr export).
-	desc, err := partial.Descriptor(img)
+	desc, err := partial.Descriptor(top)
 	if err != nil {
 		return fmt.Errorf("image layout: %w", err)
 	}
 	desc.ArtifactType = ""
-	desc.Platform = &v1.Platform{OS: "linux", Architecture: "amd64"}
 	desc.Annotations = map[string]string{
 		"io.containerd.image.name":          ref,
 		"org.opencontainers.image.ref.name": tag,
 	}
-	if err := p.WriteImage(img); err != nil {
+	switch v := top.(type) {
+	case v1.ImageIndex:
+		err = p.WriteIndex(v)
+	case v1.Image:
+		var cf *v1.ConfigFile
+		if cf, err = v.ConfigFile(); err == nil {
+			desc.Platform = &v1.Platform{OS: cf.OS, Architecture: cf.Architecture}
+			err = p.WriteImage(v)
+		}
+	}
+	if err != nil {
 		return fmt.Errorf("image layout: %w", err)
 	}
 	if err := p.AppendDescriptor(*desc); err != nil {

@@ -11,6 +11,7 @@ import (
 	"io"
 	"io/fs"
 	"log/slog"
+	"slices"
 	"syscall"
 	"time"
 
@@ -49,7 +50,10 @@ type Config struct {
 	DefaultShim   string
 	Prefix        string // Kata goes to <Prefix>/kata[-<Suffix>]
 	Suffix        string
-	Restart       bool // restart the runtime through systemd
+	// Snapshotters gives shims a containerd snapshotter of their own
+	// (shim -> snapshotter, e.g. "fc" -> "devmapper").
+	Snapshotters map[string]string
+	Restart      bool // restart the runtime through systemd
 	// SystemdSocket is the host path of systemd's private socket (under
 	// HostRoot; systemd.DefaultSocket when empty).
 	SystemdSocket string
@@ -60,6 +64,15 @@ type Config struct {
 	API  nodelabel.API
 	Node *nodelabel.Client
 	Log  *slog.Logger
+
+	// recordedVersion is the runtime version the node's install record
+	// holds: what uninstall and status fall back to when the runtime does
+	// not answer (it may be stopped or broken).
+	recordedVersion string
+	// stateDirsMade are the directories the lock had to make for the
+	// state directory: a new record remembers them, so that the uninstall
+	// that empties the state directory removes them too.
+	stateDirsMade []string
 }
 
 // KataSettings are Kata's own settings, written as drop-ins in each shim's
@@ -77,6 +90,7 @@ type KataSettings struct {
 type engine interface {
 	runtime.ConfigEngine
 	ConfigWritten() (time.Time, error)
+	JournalPath() string
 }
 
 var (
@@ -121,7 +135,11 @@ func (c *Config) detect(ctx context.Context) (*target, error) {
 		rt = runtime.Runtime{Kind: variant.Kind(), Version: v}
 	default:
 		if reported == "" {
-			if reported, err = c.askRuntime(ctx, variant); err != nil {
+			if reported, err = c.askRuntime(ctx, variant); err != nil && c.recordedVersion != "" {
+				c.log().Warn("the runtime does not answer; using the version the install record holds", "version", c.recordedVersion, "err", err)
+				reported, err = string(variant.Kind())+"://"+c.recordedVersion, nil
+			}
+			if err != nil {
 				return nil, fmt.Errorf("cannot tell the %s version (no Node to read it from, and the runtime does not answer): set the runtime version explicitly: %w", variant.Kind(), err)
 			}
 		}
@@ -129,7 +147,17 @@ func (c *Config) detect(ctx context.Context) (*target, error) {
 			return nil, err
 		}
 	}
-	handlers, err := runtime.Handlers(c.Shims, runtime.WithPrefix(c.Prefix), runtime.WithSuffix(c.Suffix), runtime.WithDefaultShim(c.DefaultShim))
+	hopts := []runtime.HandlerOption{runtime.WithPrefix(c.prefix()), runtime.WithSuffix(c.Suffix), runtime.WithDefaultShim(c.DefaultShim)}
+	for shim, sn := range c.Snapshotters {
+		if sn == "" {
+			return nil, fmt.Errorf("snapshotter for shim %s is empty: want <shim>=<snapshotter>, e.g. fc=devmapper", shim)
+		}
+		if !slices.Contains(c.Shims, shim) {
+			return nil, fmt.Errorf("snapshotter %s=%s: shim %q is not among the selected shims %v", shim, sn, shim, c.Shims)
+		}
+		hopts = append(hopts, runtime.WithSnapshotter(shim, sn))
+	}
+	handlers, err := runtime.Handlers(c.Shims, hopts...)
 	if err != nil {
 		return nil, err
 	}
@@ -140,6 +168,9 @@ func (c *Config) detect(ctx context.Context) (*target, error) {
 	}
 	switch variant.Kind() {
 	case runtime.CRIO:
+		if len(c.Snapshotters) > 0 {
+			return nil, errors.New("a per-shim snapshotter is a containerd setting; CRI-O stores images in containers/storage for every runtime: drop the snapshotter setting")
+		}
 		opts := []crio.Option{crio.WithName(name), crio.WithLogger(c.log())}
 		if c.RuntimeConfig != "" {
 			opts = append(opts, crio.WithConfigDir(c.RuntimeConfig))
@@ -218,7 +249,7 @@ func (c *Config) askRuntime(ctx context.Context, v runtime.Variant) (string, err
 }
 
 func (c *Config) artifactOptions() []artifacts.Option {
-	opts := []artifacts.Option{artifacts.WithPrefix(c.Prefix), artifacts.WithLogger(c.log())}
+	opts := []artifacts.Option{artifacts.WithPrefix(c.prefix()), artifacts.WithLogger(c.log())}
 	if c.Suffix != "" {
 		opts = append(opts, artifacts.WithSuffix(c.Suffix))
 	}
@@ -243,9 +274,8 @@ func (c *Config) artifactOptions() []artifacts.Option {
 
 // lock serialises installers on the node. A state directory this call had
 // to make is removed again on unlock if nothing was put in it, so that a
-// run that changed nothing leaves nothing behind. (On a host root without
-// /var/lib, the parents it makes for a journal stay after the uninstall:
-// the journal records only the directory it had to make itself.)
+// run that changed nothing leaves nothing behind; if the run keeps state
+// there, its install record remembers the directories instead.
 func (c *Config) lock(ctx context.Context) (func(), error) {
 	root, err := hostfs.New(c.HostRoot)
 	if err != nil {
@@ -277,6 +307,7 @@ func (c *Config) lock(ctx context.Context) (func(), error) {
 			}
 			continue
 		}
+		c.stateDirsMade = made
 		return func() {
 			for i := len(made) - 1; i >= 0; i-- {
 				if entries, err := root.ReadDir(made[i]); err != nil || len(entries) > 0 {

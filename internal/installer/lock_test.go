@@ -8,40 +8,10 @@ import (
 	"time"
 
 	"github.com/kata-deploy/kata-deploy/internal/hosttest"
-	"github.com/kata-deploy/kata-deploy/runtime"
 	"golang.org/x/sys/unix"
 	"gotest.tools/v3/assert"
 	is "gotest.tools/v3/assert/cmp"
 )
-
-// filesOnly is an install that touches files only: no API server, no
-// systemd, a runtime version given.
-func filesOnly(t *testing.T, host string) *Config {
-	t.Helper()
-	payload := t.TempDir()
-	files := map[string]string{
-		"opt/kata/bin/containerd-shim-kata-v2":                            "shim",
-		"opt/kata/bin/qemu-system-x86_64":                                 "qemu",
-		"opt/kata/share/defaults/kata-containers/configuration-qemu.toml": "[hypervisor.qemu]\npath = \"/opt/kata/bin/qemu-system-x86_64\"\n",
-		"opt/kata/share/kata-containers/vmlinux.container":                "kernel",
-		"opt/kata/share/kata-containers/kata-containers.img":              "image",
-	}
-	for p, data := range files {
-		full := filepath.Join(payload, p)
-		assert.NilError(t, os.MkdirAll(filepath.Dir(full), 0o755))
-		assert.NilError(t, os.WriteFile(full, []byte(data), 0o755))
-	}
-	return &Config{
-		HostRoot:       host,
-		Runtime:        "containerd",
-		RuntimeVersion: "1.7.22",
-		Payload:        payload,
-		Mode:           runtime.ModeRuntimeClass,
-		Shims:          []string{"qemu"},
-		Prefix:         "/opt",
-		VerifyTimeout:  time.Second,
-	}
-}
 
 // In the installer's pod /host/run holds only systemd's socket directory,
 // read-only. The install must not need to write there.
@@ -61,9 +31,11 @@ func TestInstallWithReadOnlyHostRun(t *testing.T) {
 	assert.NilError(t, unix.Mount("", run, "", unix.MS_REMOUNT|unix.MS_BIND|unix.MS_RDONLY, ""))
 	assert.ErrorIs(t, os.WriteFile(filepath.Join(run, "probe"), nil, 0o600), unix.EROFS)
 
-	c := filesOnly(t, host)
-	assert.NilError(t, c.Install(context.Background()))
-	_, err := os.Stat(filepath.Join(host, "opt/kata/bin/containerd-shim-kata-v2"))
+	c := filesOnly(host, payload(t, "qemu"), "qemu")
+	c.Prefix = "/opt"
+	_, err := c.Install(context.Background())
+	assert.NilError(t, err)
+	_, err = os.Stat(filepath.Join(host, "opt/kata/bin/containerd-shim-kata-v2"))
 	assert.NilError(t, err)
 
 	assert.NilError(t, c.Uninstall(context.Background()))

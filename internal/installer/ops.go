@@ -2,7 +2,6 @@ package installer
 
 import (
 	"context"
-	"encoding/json"
 	"errors"
 	"fmt"
 	"io"
@@ -14,17 +13,24 @@ import (
 	"github.com/kata-deploy/kata-deploy/artifacts"
 	"github.com/kata-deploy/kata-deploy/internal/cri"
 	"github.com/kata-deploy/kata-deploy/internal/hostfs"
+	"github.com/kata-deploy/kata-deploy/internal/noderecord"
 	"github.com/kata-deploy/kata-deploy/nodelabel"
+	"github.com/kata-deploy/kata-deploy/runtime"
 )
 
 // Install installs Kata on the node: payload, runtime config, restart when
 // needed, verification, label. A restart or verification that fails puts
 // the runtime config back, restarts the runtime again and leaves the node
 // unlabelled. Running it again on an installed node changes nothing.
-func (c *Config) Install(ctx context.Context) (err error) {
+//
+// It returns the kata-runtime state the node now has: KataInstalled once
+// the runtime was verified to serve every handler, KataWaitingRestart when
+// restarting was disabled and the runtime does not serve them yet (a later
+// run, after the runtime's restart, finishes the job).
+func (c *Config) Install(ctx context.Context) (state nodelabel.KataState, err error) {
 	unlock, err := c.lock(ctx)
 	if err != nil {
-		return err
+		return "", err
 	}
 	defer unlock()
 	start := time.Now()
@@ -36,7 +42,14 @@ func (c *Config) Install(ctx context.Context) (err error) {
 	}()
 	t, err := c.detect(ctx)
 	if err != nil {
-		return err
+		return "", err
+	}
+	root, prev, err := c.loadRecord()
+	if err != nil {
+		return "", err
+	}
+	if err := c.checkRecord(t, prev); err != nil {
+		return "", err
 	}
 	hadPayload := true
 	if _, err := artifacts.Status(ctx, c.HostRoot, c.artifactOptions()...); errors.Is(err, artifacts.ErrNotInstalled) {
@@ -46,67 +59,155 @@ func (c *Config) Install(ctx context.Context) (err error) {
 	// install before anything is written.
 	plan, err := t.engine.PlanInstall(ctx, t.spec)
 	if err != nil {
-		return err
+		return "", err
+	}
+	// The record goes first, so that whatever happens next, the node says
+	// what may be on it and where.
+	rec := c.newRecord(t, prev)
+	if err := c.saveRecord(root, rec, noderecord.Installing); err != nil {
+		return "", err
 	}
 	rep, err := artifacts.Install(ctx, c.HostRoot, c.Payload, c.artifactOptions()...)
 	if err != nil {
-		return fmt.Errorf("install payload: %w", err)
+		c.forgetRecord(root, rec, prev)
+		return "", fmt.Errorf("install payload: %w", err)
 	}
 	c.log().Info("payload installed", "dest", rep.Dest, "added", len(rep.Added), "changed", len(rep.Changed), "removed", len(rep.Removed))
-	for _, h := range t.spec.Handlers {
-		if got := rep.Shims[h.Shim]; got != h.ConfigPath {
-			c.undoPayload(ctx, hadPayload)
-			has := slices.Sorted(maps.Keys(rep.Shims))
-			if got == "" {
-				return fmt.Errorf("the payload %s has no Kata config for shim %s (%s): pick --shims from those it has: %s", c.Payload, h.Shim, h.ConfigPath, strings.Join(has, ","))
-			}
-			return fmt.Errorf("handler %s needs %s, but the payload has shim %s's config at %s: pick --shims from those it has where kata-deploy expects them: %s", h.Name, h.ConfigPath, h.Shim, got, strings.Join(has, ","))
-		}
+	if err := checkShims(t, rep); err != nil {
+		c.undoPayload(ctx, hadPayload)
+		c.forgetRecord(root, rec, prev)
+		return "", err
 	}
 	if err := t.engine.Apply(ctx, plan); err != nil {
 		c.undoPayload(ctx, hadPayload)
-		return fmt.Errorf("register Kata with %s: %w", t.variant, err)
+		c.forgetRecord(root, rec, prev)
+		return "", fmt.Errorf("register Kata with %s: %w", t.variant, err)
 	}
-	if err := c.restartAndVerify(ctx, t); err != nil {
-		return c.rollback(ctx, t, hadPayload, err)
+	if rec.ConfigFiles, err = configFiles(ctx, t); err != nil {
+		return "", err
+	}
+	verified, err := c.restartAndVerify(ctx, t)
+	if err != nil {
+		err = c.rollback(ctx, t, hadPayload, err)
+		if len(unwrapAll(err)) == 1 {
+			c.forgetRecord(root, rec, prev)
+		}
+		return "", err
+	}
+	if !verified {
+		if err := c.saveRecord(root, rec, noderecord.PendingRestart); err != nil {
+			return "", err
+		}
+		if c.Node != nil {
+			if err := c.Node.SetKataState(ctx, nodelabel.KataWaitingRestart); err != nil {
+				return "", err
+			}
+		}
+		c.event(ctx, nodelabel.ReasonWaitingRestart, "Kata Containers is written but %s was not restarted (restart disabled), so nothing serves handlers %s yet: the node is labelled %s=%s instead of true. Restart the runtime and run the installer again to verify and label it.",
+			t.variant.RuntimeUnit(), strings.Join(t.handlerNames(), ", "), c.kataLabel(), nodelabel.KataWaitingRestart)
+		return nodelabel.KataWaitingRestart, nil
+	}
+	if err := c.saveRecord(root, rec, noderecord.Installed); err != nil {
+		return "", err
 	}
 	if c.Node != nil {
 		if err := c.Node.SetKataState(ctx, nodelabel.KataInstalled); err != nil {
-			return err
+			return "", err
 		}
 	}
 	c.event(ctx, nodelabel.ReasonInstallSucceeded, "Kata Containers installed in %s: handlers %s on %s %s",
 		time.Since(start).Round(time.Millisecond), strings.Join(t.handlerNames(), ", "), t.variant, t.version)
+	return nodelabel.KataInstalled, nil
+}
+
+// unwrapAll returns the errors a joined error holds, or err alone.
+func unwrapAll(err error) []error {
+	if j, ok := err.(interface{ Unwrap() []error }); ok {
+		return j.Unwrap()
+	}
+	return []error{err}
+}
+
+func (c *Config) kataLabel() string {
+	if c.Node == nil {
+		return nodelabel.DefaultDomain + "/" + nodelabel.KataLabelName
+	}
+	return c.Node.KataLabel()
+}
+
+// checkShims refuses a payload that lacks a selected shim's configuration.
+func checkShims(t *target, rep *artifacts.Report) error {
+	for _, h := range t.spec.Handlers {
+		if got := rep.Shims[h.Shim]; got != h.ConfigPath {
+			has := strings.Join(slices.Sorted(maps.Keys(rep.Shims)), ",")
+			if got == "" {
+				return fmt.Errorf("the payload has no Kata config for shim %s (%s): pick --shims from those it has: %s", h.Shim, h.ConfigPath, has)
+			}
+			return fmt.Errorf("handler %s needs %s, but the payload has shim %s's config at %s: pick --shims from those it has where kata-deploy expects them: %s", h.Name, h.ConfigPath, h.Shim, got, has)
+		}
+	}
 	return nil
 }
 
 // restartAndVerify restarts the runtime unless it already runs the current
-// config, then checks it serves the handlers.
-func (c *Config) restartAndVerify(ctx context.Context, t *target) error {
+// config, then checks it serves the handlers. With restarting disabled it
+// only verifies a runtime that already serves every handler (restarted
+// since by someone else), and otherwise reports verified false: nothing
+// live can be checked before the runtime's next restart.
+func (c *Config) restartAndVerify(ctx context.Context, t *target) (verified bool, err error) {
 	unit := t.variant.RuntimeUnit()
 	if !c.Restart && unit != "" {
-		// The runtime reads the new config at its next restart; there is
-		// nothing live to verify yet.
-		c.log().Warn("not restarting the runtime (restart disabled): it serves the Kata handlers after its next restart", "unit", unit)
-		return nil
+		if !c.servesAll(ctx, t) {
+			c.log().Warn("not restarting the runtime (restart disabled): it serves the Kata handlers after its next restart, and a later run labels the node", "unit", unit)
+			return false, nil
+		}
+		c.log().Info("the runtime already serves the Kata handlers; verifying without a restart", "unit", unit)
+		return true, c.verify(ctx, t)
 	}
 	if unit != "" {
 		written, err := t.engine.ConfigWritten()
 		if err != nil {
-			return err
+			return false, err
 		}
 		sd, err := c.systemd(ctx)
 		if err != nil {
-			return err
+			return false, err
 		}
 		defer sd.Close()
 		st, decision, err := sd.RestartIfNeeded(ctx, unit, written)
 		if err != nil {
-			return err
+			return false, err
 		}
 		c.log().Info("runtime unit", "unit", unit, "restarted", decision.Restarted, "why", decision.Reason, "active_since", st.ActiveEnter)
 	}
-	return c.verify(ctx, t)
+	return true, c.verify(ctx, t)
+}
+
+// servesAll reports whether the runtime answers and serves every handler
+// now, asking once.
+func (c *Config) servesAll(ctx context.Context, t *target) bool {
+	served, err := c.servedHandlers(ctx, t.variant)
+	if err != nil {
+		return false
+	}
+	for _, h := range t.handlerNames() {
+		if !slices.Contains(served, h) {
+			return false
+		}
+	}
+	return true
+}
+
+// servedHandlers asks the runtime once which handlers it serves.
+func (c *Config) servedHandlers(ctx context.Context, v runtime.Variant) ([]string, error) {
+	client, err := c.criClient(v)
+	if err != nil {
+		return nil, err
+	}
+	defer client.Close()
+	ctx, cancel := context.WithTimeout(ctx, 5*time.Second)
+	defer cancel()
+	return client.Handlers(ctx)
 }
 
 // rollback undoes a failed install and returns cause, with anything the
@@ -175,12 +276,30 @@ func (c *Config) restart(ctx context.Context, unit string) error {
 // alive: the runtime config goes first and the runtime is restarted without
 // the handlers, then the payload goes (running shims keep their binaries'
 // inodes). It is safe to repeat after a crash.
-func (c *Config) Uninstall(ctx context.Context) error {
+//
+// The install it takes off is the one the node's record names for the
+// Config's suffix, wherever the record says it is (prefix, runtime, runtime
+// config, handlers), whatever the other flags say; only a node installed
+// by a kata-deploy that kept no record is uninstalled by the flags alone.
+func (c *Config) Uninstall(ctx context.Context) (err error) {
 	unlock, err := c.lock(ctx)
 	if err != nil {
 		return err
 	}
 	defer unlock()
+	c.event(ctx, nodelabel.ReasonUninstallStarted, "uninstalling Kata Containers")
+	defer func() {
+		if err != nil {
+			c.event(context.WithoutCancel(ctx), nodelabel.ReasonUninstallFailed, "%v", err)
+		}
+	}()
+	root, rec, err := c.loadRecord()
+	if err != nil {
+		return err
+	}
+	if rec != nil {
+		c.adopt(rec)
+	}
 	t, err := c.detect(ctx)
 	if err != nil {
 		return err
@@ -191,6 +310,11 @@ func (c *Config) Uninstall(ctx context.Context) error {
 	}
 	for _, n := range plan.Notes {
 		c.log().Warn(n)
+	}
+	if rec != nil {
+		if err := c.saveRecord(root, rec, noderecord.Uninstalling); err != nil {
+			return err
+		}
 	}
 	if err := t.engine.Apply(ctx, plan); err != nil {
 		return fmt.Errorf("restore %s config: %w", t.variant, err)
@@ -210,7 +334,13 @@ func (c *Config) Uninstall(ctx context.Context) error {
 			c.log().Warn("kept a file kata-deploy did not install", "path", k)
 		}
 	}
-	c.log().Info("Kata Containers uninstalled", "variant", t.variant)
+	if rec != nil {
+		if err := c.finishRecord(root, rec); err != nil {
+			return err
+		}
+	}
+	c.log().Info("Kata Containers uninstalled", "variant", t.variant, "dest", c.dest())
+	c.event(ctx, nodelabel.ReasonUninstallSucceeded, "Kata Containers uninstalled from %s: handlers %s removed from %s", c.dest(), strings.Join(t.handlerNames(), ", "), t.variant)
 	return nil
 }
 
@@ -235,12 +365,23 @@ func (c *Config) Plan(ctx context.Context, w io.Writer) error {
 	if err != nil {
 		return err
 	}
-	rep, err := artifacts.Plan(ctx, c.HostRoot, c.Payload, c.artifactOptions()...)
+	// Every check Install makes before it writes, in the same order.
+	_, prev, err := c.loadRecord()
 	if err != nil {
+		return err
+	}
+	if err := c.checkRecord(t, prev); err != nil {
 		return err
 	}
 	plan, err := t.engine.PlanInstall(ctx, t.spec)
 	if err != nil {
+		return err
+	}
+	rep, err := artifacts.Plan(ctx, c.HostRoot, c.Payload, c.artifactOptions()...)
+	if err != nil {
+		return err
+	}
+	if err := checkShims(t, rep); err != nil {
 		return err
 	}
 	fmt.Fprintf(w, "# %s %s, handlers %s\n", t.variant, t.version, strings.Join(t.handlerNames(), ", "))
@@ -262,88 +403,56 @@ func (c *Config) Plan(ctx context.Context, w io.Writer) error {
 	return nil
 }
 
-// Status is what is installed on the host.
-type Status struct {
-	Runtime   string            `json:"runtime"`
-	Version   string            `json:"version"`
-	Installed bool              `json:"installed"`
-	Payload   *artifacts.Record `json:"payload,omitempty"`
-	Config    []string          `json:"config,omitempty"` // host files a config uninstall would change
-	Handlers  []string          `json:"handlers,omitempty"`
-}
-
-// Status reports what kata-deploy has installed on the host.
-func (c *Config) Status(ctx context.Context) (*Status, error) {
-	t, err := c.detect(ctx)
-	if err != nil {
-		return nil, err
-	}
-	s := &Status{Runtime: string(t.variant), Version: t.version.String(), Handlers: t.handlerNames()}
-	rec, err := artifacts.Status(ctx, c.HostRoot, c.artifactOptions()...)
-	switch {
-	case errors.Is(err, artifacts.ErrNotInstalled):
-	case err != nil:
-		return nil, err
-	default:
-		s.Payload = rec
-	}
-	undo, err := t.engine.PlanUninstall(ctx)
-	if err != nil {
-		return nil, err
-	}
-	s.Config = undo.Paths()
-	s.Installed = s.Payload != nil || len(s.Config) > 0
-	return s, nil
-}
-
-// Write writes the status as "text" (for a person) or "json".
-func (s *Status) Write(w io.Writer, format string) error {
-	switch format {
-	case "json":
-		enc := json.NewEncoder(w)
-		enc.SetIndent("", "  ")
-		return enc.Encode(s)
-	case "text", "":
-		s.writeText(w)
-		return nil
-	}
-	return fmt.Errorf("unknown output format %q (want text or json)", format)
-}
-
-func (s *Status) writeText(w io.Writer) {
-	fmt.Fprintf(w, "runtime:   %s %s\n", s.Runtime, s.Version)
-	if !s.Installed {
-		fmt.Fprintln(w, "installed: no")
-		return
-	}
-	fmt.Fprintln(w, "installed: yes")
-	if s.Payload != nil {
-		fmt.Fprintf(w, "payload:   %s (%s, %d entries)\n", s.Payload.Dest, s.Payload.Layout, len(s.Payload.Files))
-	}
-	for _, p := range s.Config {
-		fmt.Fprintf(w, "config:    %s\n", p)
-	}
-	fmt.Fprintf(w, "handlers:  %s\n", strings.Join(s.Handlers, ", "))
-}
-
-// Cleanup is the cleanup DaemonSet's work after an uninstall: remove both
-// labels, restart the runtime and the kubelet.
-func (c *Config) Cleanup(ctx context.Context) error {
+// Cleanup is the cleanup DaemonSet's work after an uninstall: restart the
+// runtime and the kubelet, remove both labels, and forget the uninstalled
+// installs. The runtime is the one the node's records name (the flags only
+// count on a node without records), and a node whose records say Kata is
+// still installed is refused: its uninstall did not finish, and resetting
+// its labels would hide that.
+func (c *Config) Cleanup(ctx context.Context) (err error) {
+	defer func() {
+		if err != nil {
+			c.event(context.WithoutCancel(ctx), nodelabel.ReasonCleanupFailed, "%v", err)
+		}
+	}()
 	root, err := hostfs.New(c.HostRoot)
 	if err != nil {
 		return err
+	}
+	recs, err := noderecord.LoadAll(root)
+	if err != nil {
+		return err
+	}
+	for _, r := range recs {
+		if r.State != noderecord.Uninstalled {
+			return fmt.Errorf("Kata is still installed in %s (%s, recorded in %s): its uninstall did not finish; run kata-installer uninstall on the node (it finds the install by itself), then the cleanup runs", r.Dest, r.State, noderecord.PathFor(r.Suffix))
+		}
+		if r.Runtime.Variant != recs[0].Runtime.Variant {
+			return fmt.Errorf("the node's records name two runtimes, %s and %s: clean up by hand", recs[0].Runtime.Variant, r.Runtime.Variant)
+		}
+	}
+	if len(recs) > 0 {
+		if c.Runtime != "" && c.Runtime != "auto" && c.Runtime != recs[0].Runtime.Variant {
+			c.log().Warn("acting on the runtime the node records, not on the flag", "flag", "runtime", "given", c.Runtime, "recorded", recs[0].Runtime.Variant)
+		}
+		c.Runtime = recs[0].Runtime.Variant
 	}
 	t, _, err := c.detectVariant(ctx, root)
 	if err != nil {
 		return err
 	}
+	var restarted []string
 	if c.Restart {
 		for _, unit := range []string{t.RuntimeUnit(), t.KubeletUnit()} {
 			if unit == "" {
 				continue
 			}
-			if err := c.restartIfExists(ctx, unit); err != nil {
+			ok, err := c.restartIfExists(ctx, unit)
+			if err != nil {
 				return err
+			}
+			if ok {
+				restarted = append(restarted, unit)
 			}
 		}
 	}
@@ -352,27 +461,33 @@ func (c *Config) Cleanup(ctx context.Context) error {
 			return err
 		}
 	}
+	for _, r := range recs {
+		if err := noderecord.Remove(root, r); err != nil {
+			return err
+		}
+	}
+	c.event(ctx, nodelabel.ReasonCleanupSucceeded, "node reset after the Kata uninstall: kata-deploy labels removed, restarted: %s", orDefault(strings.Join(restarted, ", "), "nothing"))
 	return nil
 }
 
-func (c *Config) restartIfExists(ctx context.Context, unit string) error {
+func (c *Config) restartIfExists(ctx context.Context, unit string) (bool, error) {
 	sd, err := c.systemd(ctx)
 	if err != nil {
-		return err
+		return false, err
 	}
 	defer sd.Close()
 	ok, err := sd.Exists(ctx, unit)
 	if err != nil {
-		return err
+		return false, err
 	}
 	if !ok {
 		c.log().Info("no such unit; not restarting", "unit", unit)
-		return nil
+		return false, nil
 	}
 	st, err := sd.Restart(ctx, unit)
 	if err != nil {
-		return err
+		return false, err
 	}
 	c.log().Info("restarted", "unit", unit, "active_since", st.ActiveEnter)
-	return nil
+	return true, nil
 }

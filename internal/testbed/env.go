@@ -31,7 +31,7 @@ type env struct {
 	kubeScheduler         string
 	kubectl               string
 	kubeLayer             string
-	standinShim           string // a containerd shim v2 that runs pods with runc
+	standinShim           string             // a containerd shim v2 that runs pods with runc
 	layers                map[Flavour]string // flavour -> overlay layer directory
 	execLayers            map[Flavour]string // flavour -> layer holding /.testbed/bin/containerd
 }
