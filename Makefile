@@ -2,7 +2,7 @@
 GO ?= go
 GOFLAGS ?=
 
-.PHONY: test demo unit provision image bench fuzz vet
+.PHONY: test demo unit provision image bench fuzz vet manifests
 
 # The node runtime the demo runs on: containerd-1.6, containerd-2.2 or crio-1.34.
 FLAVOUR ?= containerd-1.6
@@ -39,3 +39,8 @@ bench:
 
 fuzz:
 	$(GO) test -run '^$$' -fuzz FuzzInstallRevert -fuzztime 60s ./containerd
+
+# deploy/*.yaml from the Helm chart's default render (deploy/helm/kata-deploy);
+# `go test ./deploy/helm` fails when they differ.
+manifests:
+	$(GO) test $(GOFLAGS) -count=1 -run '^TestPlainManifests$$' ./deploy/helm -update

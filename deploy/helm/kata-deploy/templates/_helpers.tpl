@@ -15,10 +15,17 @@ Call with (list $ "base-name").
 {{- with $root.Values.multiInstallSuffix }}{{ printf "%s-%s" $name . }}{{ else }}{{ $name }}{{ end -}}
 {{- end }}
 
-{{/* kata-deploy.labels: the labels of every object; call with the component name. */}}
+{{/*
+kata-deploy.labels: the labels (and selectors) of every object; call with
+(list $ "component"). A second install is told apart by its suffix, so
+that its DaemonSets never select the first install's pods.
+*/}}
 {{- define "kata-deploy.labels" -}}
 app.kubernetes.io/name: kata-deploy
-app.kubernetes.io/component: {{ . }}
+app.kubernetes.io/component: {{ index . 1 }}
+{{- with (index . 0).Values.multiInstallSuffix }}
+app.kubernetes.io/instance: {{ . }}
+{{- end }}
 {{- end }}
 
 {{/* kata-deploy.image: reference@digest, else reference:tag. */}}
@@ -69,10 +76,10 @@ Values that contradict each other fail the render here.
 {{- $annotations := list -}}
 {{- $httpsProxy := dict -}}
 {{- $noProxy := dict -}}
-{{- range $shims -}}
-{{- $s := get $v.shims . -}}
+{{- range $name := $shims -}}
+{{- $s := get $v.shims $name -}}
 {{- with $s.allowedHypervisorAnnotations -}}
-{{- $annotations = append $annotations (printf "%s=%s" $ (join ";" .)) -}}
+{{- $annotations = append $annotations (printf "%s=%s" $name (join ";" .)) -}}
 {{- end -}}
 {{- $agent := $s.agent | default dict -}}
 {{- with $agent.httpsProxy }}{{ $_ := set $httpsProxy . true }}{{ end -}}
@@ -84,7 +91,7 @@ Values that contradict each other fail the render here.
 {{- if gt (len $noProxy) 1 -}}
 {{- fail (printf "shims.<name>.agent.noProxy: the installer writes one setting for every shim, but the enabled shims set %d different ones" (len $noProxy)) -}}
 {{- end -}}
-{{- dict "shims" (join "," $shims) "defaultShim" $v.defaultShim "mode" $v.mode "debug" $v.debug "prefix" $v.installPrefix "suffix" $v.multiInstallSuffix "labelDomain" $v.labelDomain "hypervisorAnnotations" (join "," $annotations) "agentHttpsProxy" (keys $httpsProxy | first | default "") "agentNoProxy" (keys $noProxy | first | default "") | toJson -}}
+{{- dict "shims" (join "," $shims) "defaultShim" $v.defaultShim "mode" $v.mode "debug" $v.debug "prefix" (clean $v.installPrefix) "suffix" $v.multiInstallSuffix "labelDomain" $v.labelDomain "hypervisorAnnotations" (join "," $annotations) "agentHttpsProxy" (keys $httpsProxy | first | default "") "agentNoProxy" (keys $noProxy | first | default "") | toJson -}}
 {{- end }}
 
 {{/*
@@ -339,11 +346,11 @@ metadata:
   name: {{ include "kata-deploy.name" (list $root (printf "kata-deploy-%s" .runtime)) }}
   namespace: {{ $root.Release.Namespace }}
   labels:
-    {{- include "kata-deploy.labels" $component | nindent 4 }}
+    {{- include "kata-deploy.labels" (list $root $component) | nindent 4 }}
 spec:
   selector:
     matchLabels:
-      {{- include "kata-deploy.labels" $component | nindent 6 }}
+      {{- include "kata-deploy.labels" (list $root $component) | nindent 6 }}
   {{- with $v.updateStrategy }}
   updateStrategy:
     {{- toYaml . | nindent 4 }}
@@ -351,7 +358,7 @@ spec:
   template:
     metadata:
       labels:
-        {{- include "kata-deploy.labels" $component | nindent 8 }}
+        {{- include "kata-deploy.labels" (list $root $component) | nindent 8 }}
       annotations:
         # Every value the installer reads: a change rolls the pods (a
         # rolling update undoes nothing; the new pod applies the change).
