@@ -357,15 +357,15 @@ func TestChecksumRollsInstallers(t *testing.T) {
 	base := sum(nil)
 	assert.Assert(t, base != "")
 	for name, v := range map[string]map[string]any{
-		"debug":        {"debug": true},
-		"shims":        {"shims": map[string]any{"clh": map[string]any{"enabled": false}}},
-		"annotations":  {"shims": map[string]any{"qemu": map[string]any{"allowedHypervisorAnnotations": []any{"default_vcpus"}}}},
-		"proxy":        {"shims": map[string]any{"qemu": map[string]any{"agent": map[string]any{"noProxy": "x"}}}},
-		"defaultShim":  {"defaultShim": "clh"},
-		"mode":         {"mode": "untrusted"},
-		"prefix":       {"installPrefix": "/usr/local"},
-		"labelDomain":  {"labelDomain": "example.com"},
-		"suffix":       {"multiInstallSuffix": "b"},
+		"debug":       {"debug": true},
+		"shims":       {"shims": map[string]any{"clh": map[string]any{"enabled": false}}},
+		"annotations": {"shims": map[string]any{"qemu": map[string]any{"allowedHypervisorAnnotations": []any{"default_vcpus"}}}},
+		"proxy":       {"shims": map[string]any{"qemu": map[string]any{"agent": map[string]any{"noProxy": "x"}}}},
+		"defaultShim": {"defaultShim": "clh"},
+		"mode":        {"mode": "untrusted"},
+		"prefix":      {"installPrefix": "/usr/local"},
+		"labelDomain": {"labelDomain": "example.com"},
+		"suffix":      {"multiInstallSuffix": "b"},
 	} {
 		if name == "suffix" {
 			r := render(t, v)
