@@ -2,7 +2,7 @@
 GO ?= go
 GOFLAGS ?=
 
-.PHONY: test demo unit prereqs provision image bench fuzz vet
+.PHONY: test demo unit prereqs provision image bench fuzz vet manifests
 
 # The cluster the demo runs on: one node of containerd-1.6, containerd-2.2 or
 # crio-1.34, several (comma-separated), or all (one node of each).
@@ -49,3 +49,8 @@ bench:
 
 fuzz:
 	$(GO) test -run '^$$' -fuzz FuzzInstallRevert -fuzztime 60s ./containerd
+
+# deploy/*.yaml from the Helm chart's default render (deploy/helm/kata-deploy);
+# `go test ./deploy/helm` fails when they differ.
+manifests:
+	$(GO) test $(GOFLAGS) -count=1 -run '^TestPlainManifests$$' ./deploy/helm -update

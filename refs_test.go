@@ -67,6 +67,9 @@ func TestReferencesExist(t *testing.T) {
 			if loc[0] > 0 && strings.ContainsAny(text[loc[0]-1:loc[0]], "/.$*{-_") {
 				continue // part of a host path, a glob or a variable
 			}
+			if loc[1] < len(text) && text[loc[1]] == '/' {
+				continue // a domain, as in the helm.sh/hook annotation
+			}
 			if !strings.Contains(ref, "/") {
 				if !names[ref] {
 					t.Errorf("%s names %s, which no file of this repository is called", f, ref)

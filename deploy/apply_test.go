@@ -21,6 +21,7 @@ import (
 	"k8s.io/client-go/rest"
 	"k8s.io/client-go/restmapper"
 
+	"github.com/kata-deploy/kata-deploy/deploy/helm"
 	"github.com/kata-deploy/kata-deploy/internal/testbed"
 	"github.com/kata-deploy/kata-deploy/nodelabel"
 )
@@ -261,4 +262,54 @@ func testPodSecurity(t *testing.T, cp *testbed.ControlPlane) {
 	_, err = admin.CoreV1().Pods(ns).Create(ctx, podOf("kata-deploy-containerd"), dryRun)
 	assert.ErrorContains(t, err, "violates PodSecurity")
 	t.Logf("installer, as expected: %v", err)
+}
+
+// chartValueSets are the chart renders applied to the API server: the
+// defaults (the plain manifests' objects) and the value sets of
+// deploy/helm's golden renders, hooks included.
+var chartValueSets = map[string]map[string]any{
+	"defaults": nil,
+	"crio-only-debug-proxy": {
+		"runtimes": map[string]any{"containerd": map[string]any{"enabled": false}},
+		"debug":    true,
+		"shims": map[string]any{
+			"clh":        map[string]any{"enabled": false},
+			"dragonball": map[string]any{"enabled": false},
+			"qemu":       map[string]any{"agent": map[string]any{"httpsProxy": "http://proxy.example:3128", "noProxy": "10.0.0.0/8,.svc"}},
+		},
+	},
+	"second-install": {
+		"multiInstallSuffix": "canary",
+		"installPrefix":      "/usr/local",
+		"image":              map[string]any{"tag": "3.32.0"},
+		"labelDomain":        "kata.example.com",
+		"nodeSelector":       map[string]any{"kata-canary": "true"},
+		"tolerations":        []any{map[string]any{"key": "dedicated", "operator": "Equal", "value": "kata", "effect": "NoSchedule"}},
+	},
+}
+
+// TestApplyChartRenders applies every object of each chart render, hooks
+// included, to a real kube-apiserver with server-side apply and strict
+// field validation, as TestApplyToAPIServer does for the plain manifests.
+func TestApplyChartRenders(t *testing.T) {
+	testbed.Require(t)
+	cp := testbed.StartControlPlane(t)
+	ap := newApplier(t, cp.AdminConfig())
+	ctx, cancel := context.WithTimeout(context.Background(), time.Minute)
+	defer cancel()
+	for name, values := range chartValueSets {
+		t.Run(name, func(t *testing.T) {
+			r, err := helm.Render(ctx, helm.DefaultNamespace, values)
+			assert.NilError(t, err)
+			docs := splitDocs(t, "chart:"+name, []byte(r.Manifest))
+			for _, h := range r.Hooks {
+				docs = append(docs, splitDocs(t, "chart:"+name+":"+h.Path, []byte(h.Manifest))...)
+			}
+			assert.Assert(t, len(docs) > 0)
+			for _, d := range docs {
+				_, err := ap.apply(ctx, d)
+				assert.Check(t, err == nil, "%s: %s: %v", d.file, key(d), err)
+			}
+		})
+	}
 }

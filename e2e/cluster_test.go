@@ -388,7 +388,7 @@ func TestClusterQuickStart(t *testing.T) {
 	bystanders := k.containerStates(t, "default", "app=bystander")
 
 	// The quick start, verbatim.
-	quickStart := readmeBlock(t, k.root, "## Quick start on a cluster")
+	quickStart := readmeBlock(t, k.root, "Or with the plain manifests")
 	applied := time.Now()
 	t.Logf("README quick start:\n%s", k.sh(t, 2*time.Minute, quickStart))
 
@@ -534,7 +534,7 @@ func TestClusterQuickStart(t *testing.T) {
 	}
 
 	// The README's removal sequence, verbatim.
-	removal := readmeBlock(t, k.root, "Remove Kata in this order")
+	removal := readmeBlock(t, k.root, "Kata in this order")
 	removing := time.Now()
 	t.Logf("README removal:\n%s", k.sh(t, 12*time.Minute, removal))
 	t.Logf("figure: README removal sequence, kubectl delete to clean nodes: %s", time.Since(removing).Round(100*time.Millisecond))

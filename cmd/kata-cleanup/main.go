@@ -3,17 +3,27 @@
 // runtime and the kubelet, removes both kata-deploy labels, then idles
 // until SIGTERM, as the original cleanup DaemonSet did. It exists because
 // those steps cannot run inside the installer's own shutdown.
+//
+// Two subcommands run the cluster-side steps of a Helm uninstall (the
+// chart's pre-delete hook): remove-installers deletes the installer
+// DaemonSets and waits for their pods to be gone; await-cleanup waits until
+// no node is left to clean up.
 package main
 
 import (
 	"context"
+	"fmt"
 	"os"
 	"os/signal"
+	"strings"
 	"syscall"
 	"time"
 
+	"k8s.io/client-go/kubernetes"
+
 	"github.com/kata-deploy/kata-deploy/internal/cli"
 	"github.com/kata-deploy/kata-deploy/internal/installer"
+	"github.com/kata-deploy/kata-deploy/internal/teardown"
 	"github.com/kata-deploy/kata-deploy/nodelabel"
 	"github.com/kata-deploy/kata-deploy/runtime"
 )
@@ -27,6 +37,9 @@ func main() {
 }
 
 func run(ctx context.Context, args []string, env cli.Environ) error {
+	if len(args) > 0 && !strings.HasPrefix(args[0], "-") {
+		return runRelease(ctx, args[0], args[1:], env)
+	}
 	stderr := env.Stderr
 	fs := cli.NewFlagSet("kata-cleanup")
 	hostRoot := fs.String("host-root", "/host", "where the node's root file system is mounted")
@@ -69,4 +82,45 @@ func run(ctx context.Context, args []string, env cli.Environ) error {
 		<-ctx.Done()
 	}
 	return nil
+}
+
+// runRelease runs one cluster-side step of removing kata-deploy.
+func runRelease(ctx context.Context, sub string, args []string, env cli.Environ) error {
+	stderr := env.Stderr
+	fs := cli.NewFlagSet("kata-cleanup " + sub)
+	namespace := fs.String("namespace", "kube-system", "namespace of the installer DaemonSets")
+	daemonsets := fs.StringSlice("daemonsets", []string{"kata-deploy-containerd", "kata-deploy-crio"}, "remove-installers: the installer DaemonSets to delete")
+	domain := fs.String("label-domain", nodelabel.DefaultDomain, "domain of the node labels")
+	kubeconfig := fs.String("kubeconfig", "", "kubeconfig file (default: in-cluster)")
+	if err := cli.Parse(fs, args, env); err != nil {
+		return err
+	}
+	if fs.NArg() > 0 {
+		return cli.Usage("unexpected arguments %q", fs.Args())
+	}
+	log := cli.Logger(stderr)
+	cfg, err := cli.RestConfig(*kubeconfig)
+	if err != nil {
+		return err
+	}
+	cs, err := kubernetes.NewForConfig(cfg)
+	if err != nil {
+		return fmt.Errorf("API client: %w", err)
+	}
+	switch sub {
+	case "remove-installers":
+		if err := teardown.RemoveDaemonSets(ctx, cs, *namespace, *daemonsets, log); err != nil {
+			return err
+		}
+		log.Info("installers gone: each has uninstalled Kata from its node")
+		return nil
+	case "await-cleanup":
+		sel := *domain + "/" + nodelabel.KataLabelName + "=" + string(nodelabel.KataCleanup)
+		if err := teardown.AwaitNodesClean(ctx, cs, sel, log); err != nil {
+			return err
+		}
+		log.Info("cleanup done on every node")
+		return nil
+	}
+	return cli.Usage("unknown subcommand %q (want remove-installers or await-cleanup, or none to clean up this node)", sub)
 }

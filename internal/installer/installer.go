@@ -288,6 +288,9 @@ func (c *Config) lock(ctx context.Context) (func(), error) {
 			return nil, fmt.Errorf("installer lock: %w (the state directory %s must be writable: mount it from the host)", err, LockDir)
 		}
 		d, err := root.OpenDir(LockDir)
+		if errors.Is(err, fs.ErrNotExist) {
+			continue // removed by an uninstall since MkdirAll
+		}
 		if err != nil {
 			return nil, fmt.Errorf("installer lock: %w", err)
 		}
