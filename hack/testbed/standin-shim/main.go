@@ -254,8 +254,16 @@ func (r *record) addSpec(bundle string) *spec {
 			r.Annotations[k] = v
 		}
 	}
+	// CRI-O keeps the kubelet's labels as JSON, the CRI metadata as JSON, and names the
+	// sandbox k8s_<pod>_<namespace>_<uid>_<attempt> (no part may contain "_").
 	var labels map[string]string
 	_ = json.Unmarshal([]byte(a["io.kubernetes.cri-o.Labels"]), &labels)
+	var meta struct{ Name string }
+	_ = json.Unmarshal([]byte(a["io.kubernetes.cri-o.Metadata"]), &meta)
+	var sb [5]string
+	if parts := strings.Split(a["io.kubernetes.cri-o.SandboxName"], "_"); len(parts) == 5 && parts[0] == "k8s" {
+		copy(sb[:], parts)
+	}
 	first := func(vs ...string) string {
 		for _, v := range vs {
 			if v != "" {
@@ -266,13 +274,18 @@ func (r *record) addSpec(bundle string) *spec {
 	}
 	r.SandboxID = first(a["io.kubernetes.cri.sandbox-id"], a["io.kubernetes.cri-o.SandboxID"])
 	r.PodName = first(a["io.kubernetes.cri.sandbox-name"], a["io.kubernetes.pod.name"],
-		labels["io.kubernetes.pod.name"], a["io.kubernetes.cri-o.KubeName"])
+		labels["io.kubernetes.pod.name"], sb[1])
 	r.PodNamespace = first(a["io.kubernetes.cri.sandbox-namespace"], a["io.kubernetes.pod.namespace"],
-		labels["io.kubernetes.pod.namespace"], a["io.kubernetes.cri-o.Namespace"])
-	r.PodUID = first(a["io.kubernetes.cri.sandbox-uid"], a["io.kubernetes.pod.uid"], labels["io.kubernetes.pod.uid"])
+		labels["io.kubernetes.pod.namespace"], sb[2])
+	r.PodUID = first(a["io.kubernetes.cri.sandbox-uid"], a["io.kubernetes.pod.uid"],
+		labels["io.kubernetes.pod.uid"], sb[3])
 	r.ContainerType = first(a["io.kubernetes.cri.container-type"], a["io.kubernetes.cri-o.ContainerType"])
+	crioName := ""
+	if a["io.kubernetes.cri-o.ContainerType"] == "container" {
+		crioName = meta.Name
+	}
 	r.ContainerName = first(a["io.kubernetes.cri.container-name"], a["io.kubernetes.container.name"],
-		labels["io.kubernetes.container.name"])
+		labels["io.kubernetes.container.name"], crioName)
 	return s
 }
 
@@ -336,6 +349,30 @@ func bytesReader(b []byte) (*os.File, error) {
 	return r, nil
 }
 
+// writeAddress writes the shim's address to ./address (the bundle) atomically.
+func writeAddress(address string) error {
+	f, err := os.CreateTemp(".", ".address-")
+	if err != nil {
+		return fmt.Errorf("address file: %w", err)
+	}
+	defer os.Remove(f.Name())
+	if _, err := f.WriteString(address); err != nil {
+		f.Close()
+		return fmt.Errorf("address file: %w", err)
+	}
+	if err := f.Sync(); err != nil {
+		f.Close()
+		return fmt.Errorf("address file: %w", err)
+	}
+	if err := f.Close(); err != nil {
+		return fmt.Errorf("address file: %w", err)
+	}
+	if err := os.Rename(f.Name(), "address"); err != nil {
+		return fmt.Errorf("address file: %w", err)
+	}
+	return nil
+}
+
 type standinManager struct {
 	shim.Manager
 	rec recorder
@@ -366,6 +403,12 @@ func (m *standinManager) Start(ctx context.Context, id string, opts shim.StartOp
 	params, err = m.Manager.Start(ctx, id, opts)
 	if err != nil {
 		return params, err
+	}
+	// containerd 1.6 and CRI-O reconnect after a restart through the bundle's
+	// "address" file, and the serving shim removes its socket on shutdown through it;
+	// containerd 2.x's runc shim no longer writes it (containerd keeps bootstrap.json).
+	if err := writeAddress(params.Address); err != nil {
+		return params, fmt.Errorf("standin-shim: %w", err)
 	}
 	// shim.Run prints the bootstrap parameters as version-3 JSON after Start returns.
 	// Like Kata's shim, print the bare address instead: containerd 1.6 and CRI-O use
