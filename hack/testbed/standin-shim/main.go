@@ -373,6 +373,8 @@ func writeAddress(address string) error {
 	return nil
 }
 
+// standinManager is runc's shim manager with the start/delete/-info invocations
+// recorded and the Kata options kept from it.
 type standinManager struct {
 	shim.Manager
 	rec recorder
