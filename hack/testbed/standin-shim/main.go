@@ -37,6 +37,7 @@ import (
 	"io"
 	"os"
 	"path/filepath"
+	"strconv"
 	"strings"
 	"time"
 
@@ -132,6 +133,8 @@ type record struct {
 	ContainerName string            `json:"container_name,omitempty"`
 	Annotations   map[string]string `json:"annotations,omitempty"`
 	SpecError     string            `json:"spec_error,omitempty"`
+	// OOMScoreAdjClamped is the negative oomScoreAdj raised to 0 (see clampOOMScoreAdj).
+	OOMScoreAdjClamped *int `json:"oom_score_adj_clamped,omitempty"`
 }
 
 // payload describes a protobuf Any (the start stdin or the Create options).
@@ -219,7 +222,10 @@ func describeStdin(b []byte) (*payload, string) {
 // spec is the part of the bundle's config.json the record needs.
 type spec struct {
 	Annotations map[string]string `json:"annotations"`
-	Linux       *struct {
+	Process     *struct {
+		OOMScoreAdj *int `json:"oomScoreAdj"`
+	} `json:"process"`
+	Linux *struct {
 		CgroupsPath string `json:"cgroupsPath"`
 	} `json:"linux"`
 }
@@ -494,6 +500,12 @@ func (s *taskService) Create(ctx context.Context, req *taskv3.CreateTaskRequest)
 	if b, err := (protojson.MarshalOptions{EmitUnpopulated: true, UseProtoNames: true}).Marshal(ro); err == nil {
 		r.RuncOptions = b
 	}
+	if sp != nil && sp.Process != nil && sp.Process.OOMScoreAdj != nil && *sp.Process.OOMScoreAdj < 0 && !hasCapSysResource() {
+		if err := clampOOMScoreAdj(req.Bundle); err != nil {
+			return nil, fmt.Errorf("standin-shim: %w", err)
+		}
+		r.OOMScoreAdjClamped = sp.Process.OOMScoreAdj
+	}
 	if err := s.rec.write(r); err != nil {
 		return nil, err
 	}
@@ -510,6 +522,75 @@ func (s *taskService) Create(ctx context.Context, req *taskv3.CreateTaskRequest)
 		req.Options = a
 	}
 	return s.TTRPCTaskService.Create(ctx, req)
+}
+
+// hasCapSysResource reports whether this process (and so runc) may lower an
+// oom_score_adj. systemd-nspawn nodes on a host without it in the bounding set lack it.
+func hasCapSysResource() bool {
+	const capSysResource = 24
+	b, err := os.ReadFile("/proc/self/status")
+	if err != nil {
+		return true // let runc try and report
+	}
+	for _, line := range strings.Split(string(b), "\n") {
+		if v, ok := strings.CutPrefix(line, "CapEff:"); ok {
+			caps, err := strconv.ParseUint(strings.TrimSpace(v), 16, 64)
+			return err != nil || caps&(1<<capSysResource) != 0
+		}
+	}
+	return true
+}
+
+// clampOOMScoreAdj raises a negative process.oomScoreAdj in the bundle's config.json
+// to 0. The kubelet and the runtimes ask for -998 (sandboxes) or -997 (Guaranteed pods);
+// without CAP_SYS_RESOURCE runc's init then dies ("can't get final child's PID from
+// pipe"). Kata never applies it to the host either: the pod's processes live in the VM.
+// The file is rewritten atomically with every other value kept as written (UseNumber).
+func clampOOMScoreAdj(bundle string) error {
+	path := filepath.Join(bundle, "config.json")
+	fi, err := os.Stat(path)
+	if err != nil {
+		return err
+	}
+	b, err := os.ReadFile(path)
+	if err != nil {
+		return err
+	}
+	var doc map[string]any
+	dec := json.NewDecoder(strings.NewReader(string(b)))
+	dec.UseNumber()
+	if err := dec.Decode(&doc); err != nil {
+		return fmt.Errorf("%s: %w", path, err)
+	}
+	proc, ok := doc["process"].(map[string]any)
+	if !ok {
+		return nil
+	}
+	proc["oomScoreAdj"] = 0
+	out, err := json.Marshal(doc)
+	if err != nil {
+		return fmt.Errorf("%s: %w", path, err)
+	}
+	f, err := os.CreateTemp(bundle, ".config.json-")
+	if err != nil {
+		return err
+	}
+	defer os.Remove(f.Name())
+	if _, err := f.Write(out); err != nil {
+		f.Close()
+		return err
+	}
+	if err := f.Sync(); err != nil {
+		f.Close()
+		return err
+	}
+	if err := f.Close(); err != nil {
+		return err
+	}
+	if err := os.Chmod(f.Name(), fi.Mode().Perm()); err != nil {
+		return err
+	}
+	return os.Rename(f.Name(), path)
 }
 
 func asRunc(a *anypb.Any) (*options.Options, bool) {
