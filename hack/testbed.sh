@@ -247,6 +247,34 @@ compile_containerd() {
 }
 built_containerd() { [ -x "$OUT_containerd/containerd" ] && [ -x "$OUT_containerd/containerd-shim-runc-v2" ]; }
 
+# The test payload's stand-in for containerd-shim-kata-v2 (docs/standin-shim.md): containerd's
+# runc shim plus a recorder, built in the containerd wrapper module (same dependency versions).
+# Cached by the source's checksum; a containerd rebuild replaces $OUT_containerd and so this too.
+STANDIN_SRC=$(cd "$(dirname "${BASH_SOURCE[0]}")" && pwd)/testbed/standin-shim/main.go
+STANDIN_SHIM=$OUT_containerd/containerd-shim-kata-standin
+build_standin_shim() {
+	local sum
+	sum=$(sha256sum "$STANDIN_SRC" | cut -d' ' -f1)
+	if [ -x "$STANDIN_SHIM" ] && [ "$(cat "$STANDIN_SHIM.sha256" 2>/dev/null)" = "$sum" ]; then
+		log "stand-in shim: cached"
+		return
+	fi
+	log "stand-in shim: building"
+	prepare containerd || die "stand-in shim: go get failed, log: $CACHE/logs/containerd.prepare.log"
+	(
+		go_env
+		cd "$W_containerd" && mkdir -p cmd/standin-shim && cp "$STANDIN_SRC" cmd/standin-shim/main.go &&
+			# Naming the file builds it despite its `//go:build ignore`.
+			CGO_ENABLED=0 go build -trimpath -o "$STANDIN_SHIM.tmp" \
+				-ldflags "-s -w -X $CTRD_MOD/version.Version=$CONTAINERD_VERSION-kata-standin" ./cmd/standin-shim/main.go
+	) >"$CACHE/logs/standin-shim.log" 2>&1 || {
+		tail -n 40 "$CACHE/logs/standin-shim.log" >&2
+		die "stand-in shim: build failed, log: $CACHE/logs/standin-shim.log"
+	}
+	mv "$STANDIN_SHIM.tmp" "$STANDIN_SHIM"
+	echo "$sum" >"$STANDIN_SHIM.sha256"
+}
+
 # Two of CRI-O's dependencies are not in the checksum database.
 crio_env() { export GONOSUMDB=github.com/containerd/nri,github.com/CloudNativeAI/model-spec; }
 prepare_crio() {
@@ -534,6 +562,7 @@ EXEC_containerd-1.6=$(exec_layer containerd-1.6 "$ROOTFS_DIR/usr/bin/containerd"
 EXEC_containerd-2.2=$(exec_layer "containerd-2.2-$CONTAINERD_VERSION" "$CACHE/containerd-$CONTAINERD_VERSION/containerd")
 CRIO=$CACHE/crio-$CRIO_VERSION/crio
 CRICTL=$CACHE/crictl-$CRICTL_VERSION/crictl
+STANDIN_SHIM=$STANDIN_SHIM
 EOF
 	mv "$tmp" "$MANIFEST"
 }
@@ -570,6 +599,7 @@ provision() {
 	build kube "kube-apiserver $K8S_VERSION"
 	[ -z "$prefetch_pid" ] || wait "$prefetch_pid" || true
 	build containerd "containerd $CONTAINERD_VERSION"
+	build_standin_shim
 	build crio "cri-o $CRIO_VERSION"
 	build crictl "crictl $CRICTL_VERSION"
 	if [ -n "$rootfs_pid" ]; then
