@@ -22,7 +22,8 @@ DEBIAN_SUITE=bookworm
 ROOTFS_REV=1
 # Bump when what goes into a flavour layer changes.
 LAYER_REV=1
-# The kubelet layer's files; its cache key is their digest.
+# The kubelet layer's files; its cache key is their digest and this revision of its recipe.
+KUBE_LAYER_REV=2
 KUBE_LAYER_SRC=$(cd "$(dirname "$0")" && pwd)/testbed
 
 ROOTFS_PACKAGES=systemd,systemd-sysv,dbus,containerd,runc,conmon,crun,iptables,procps,iproute2,kmod,ca-certificates
@@ -506,7 +507,7 @@ EOF
 # internal/testbed when the node boots.
 build_kube_layer() {
 	local id l deb
-	id=$(cd "$KUBE_LAYER_SRC" && cat kubelet.service kube-proxy.service testbed-node.service testbed-init testbed-node-setup | sha256sum | cut -c1-12)
+	id=$( (echo "$KUBE_LAYER_REV" && cd "$KUBE_LAYER_SRC" && cat kubelet.service kube-proxy.service testbed-node.service testbed-init testbed-node-setup) | sha256sum | cut -c1-12)
 	l=$CACHE/layers/kube-$K8S_VERSION-$id
 	if [ ! -d "$l" ]; then
 		rm -rf "$l.tmp" && mkdir -p "$l.tmp/usr/local/bin" "$l.tmp/usr/local/sbin" \
@@ -515,13 +516,17 @@ build_kube_layer() {
 		(cd "$CACHE/debs" && apt-get download containernetworking-plugins) >"$CACHE/logs/cni-download.log" 2>&1 ||
 			die "apt-get download containernetworking-plugins failed, log: $CACHE/logs/cni-download.log"
 		deb=$(ls -t "$CACHE"/debs/containernetworking-plugins_*.deb | head -n 1)
-		dpkg-deb -x "$deb" "$l.tmp"
+		# Only the plugins: the package's own lib/ would hide the root's lib -> usr/lib.
+		rm -rf "$l.deb" && dpkg-deb -x "$deb" "$l.deb"
+		mkdir -p "$l.tmp/usr/lib" && mv "$l.deb/usr/lib/cni" "$l.tmp/usr/lib/cni" && rm -rf "$l.deb"
 		local unit
 		for unit in kubelet kube-proxy testbed-node; do
 			cp "$KUBE_LAYER_SRC/$unit.service" "$l.tmp/etc/systemd/system/"
 			ln -s "/etc/systemd/system/$unit.service" "$l.tmp/etc/systemd/system/multi-user.target.wants/$unit.service"
 		done
 		install -m 0755 "$KUBE_LAYER_SRC/testbed-init" "$KUBE_LAYER_SRC/testbed-node-setup" "$l.tmp/usr/local/sbin/"
+		# Earlier recipes' layers are never used again.
+		find "$CACHE/layers" -maxdepth 1 -name 'kube-*' ! -name "$(basename "$l").tmp" -exec rm -rf {} +
 		mv "$l.tmp" "$l"
 	fi
 	LAYER_KUBE=$l

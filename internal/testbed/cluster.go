@@ -35,8 +35,8 @@ import (
 // systemd units, each in a network namespace of its own.
 //
 // Addresses: every cluster takes a /24 of 10.213.0.0/16 that no host route or address
-// uses. The API server and an image registry listen on its .254, on a dummy interface
-// the cluster creates (so the host's own interfaces and loopback are never exposed);
+// uses. The API server and an image registry listen on its .254, on an interface the
+// cluster creates (so the host's own interfaces and loopback are never exposed);
 // node i is .(4i+2) on its end of a veth pair whose host end is .(4i+1), its default
 // route. Pods get 10.244.i.0/24 on a bridge inside their node and reach the API server
 // through the kubernetes Service (kube-proxy's rules live in the node's namespace).
@@ -150,8 +150,8 @@ func (c *Cluster) nodeAddrs(i int) (node, gateway string) {
 	return fmt.Sprintf("%s%d.%d", clusterNetPrefix, c.subnet, 4*i+2), fmt.Sprintf("%s%d.%d", clusterNetPrefix, c.subnet, 4*i+1)
 }
 
-// startNetwork picks a free /24 and puts the API address on a dummy interface named
-// after it, whose alias records the owning process (sweepStaleLinks).
+// startNetwork picks a free /24 and puts the API address on an interface named after
+// it (one end of a veth pair), whose alias records the owning process (sweepStaleLinks).
 func (c *Cluster) startNetwork() error {
 	out, err := exec.Command("ip", "-o", "addr").CombinedOutput()
 	if err != nil {
@@ -170,10 +170,13 @@ func (c *Cluster) startNetwork() error {
 		c.subnet = s
 		c.link = fmt.Sprintf("kdtb%d", s)
 		for _, args := range [][]string{
-			{"link", "add", c.link, "type", "dummy"},
+			// A veth pair, not a dummy interface: kernels built without
+			// dummy (this machine's) all have veth, which nspawn needs.
+			{"link", "add", c.link, "type", "veth", "peer", "name", c.link + "p"},
 			{"link", "set", c.link, "alias", fmt.Sprintf("kata-deploy-testbed owner=%d", os.Getpid())},
 			{"addr", "add", c.apiAddr() + "/32", "dev", c.link},
 			{"link", "set", c.link, "up"},
+			{"link", "set", c.link + "p", "up"},
 		} {
 			if out, err := exec.Command("ip", args...).CombinedOutput(); err != nil {
 				_ = exec.Command("ip", "link", "del", c.link).Run()
@@ -185,10 +188,10 @@ func (c *Cluster) startNetwork() error {
 	return errors.New("no free /24 in " + clusterNetPrefix + "0.0/16")
 }
 
-// sweepStaleLinks removes the dummy interfaces of test binaries that died without
+// sweepStaleLinks removes the interfaces of test binaries that died without
 // cleaning up.
 func sweepStaleLinks(t testing.TB) {
-	out, err := exec.Command("ip", "-o", "link", "show", "type", "dummy").CombinedOutput()
+	out, err := exec.Command("ip", "-o", "link", "show", "type", "veth").CombinedOutput()
 	if err != nil {
 		return
 	}
@@ -197,7 +200,7 @@ func sweepStaleLinks(t testing.TB) {
 		if len(f) < 2 || !strings.HasPrefix(f[1], "kdtb") {
 			continue
 		}
-		name := strings.TrimSuffix(f[1], ":")
+		name, _, _ := strings.Cut(strings.TrimSuffix(f[1], ":"), "@")
 		_, owner, ok := strings.Cut(line, "kata-deploy-testbed owner=")
 		if !ok {
 			continue
