@@ -6,6 +6,7 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	"math"
 	"os"
 	"path/filepath"
 	"strings"
@@ -171,27 +172,40 @@ func TestUpgradeNeedsRoomForBothTrees(t *testing.T) {
 
 // Headers that declare far more than the disk holds are refused on the
 // header, within the size limit: the content is never read (here it is
-// not even there) and nothing is written.
+// not even there) and nothing is written. A size near 2^63 must not wrap
+// the running total round to something that fits.
 func TestTarballBombRefusedOnItsHeader(t *testing.T) {
-	host, opt := smallOpt(t, "size=20m")
-	var raw bytes.Buffer
-	zw, err := zstd.NewWriter(&raw)
-	assert.NilError(t, err)
-	tw := tar.NewWriter(zw)
-	assert.NilError(t, tw.WriteHeader(&tar.Header{Name: "./opt/kata/bin/containerd-shim-kata-v2", Typeflag: tar.TypeReg, Mode: 0o755, Size: 8 << 30}))
-	_, err = tw.Write(make([]byte, 1<<20))
-	assert.NilError(t, err)
-	// No Close: a truncated archive, whose content could not be read.
-	assert.NilError(t, zw.Close())
-	file := filepath.Join(t.TempDir(), "bomb.tar.zst")
-	assert.NilError(t, os.WriteFile(file, raw.Bytes(), 0o644))
+	for _, tc := range []struct {
+		name string
+		size int64
+		opts []Option
+		want string
+	}{
+		{name: "8GiB", size: 8 << 30, want: "needs at least 8.0 GiB and keeps 16 MiB free, 20 MiB available"},
+		{name: "2^63-1", size: math.MaxInt64, opts: []Option{WithMaxSize(math.MaxInt64)}, want: "needs at least 8.0 EiB"},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			host, opt := smallOpt(t, "size=20m")
+			var raw bytes.Buffer
+			zw, err := zstd.NewWriter(&raw)
+			assert.NilError(t, err)
+			tw := tar.NewWriter(zw)
+			assert.NilError(t, tw.WriteHeader(&tar.Header{Name: "./opt/kata/bin/containerd-shim-kata-v2", Typeflag: tar.TypeReg, Mode: 0o755, Size: tc.size}))
+			_, err = tw.Write(make([]byte, 1<<20))
+			assert.NilError(t, err)
+			// No Close: a truncated archive, whose content could not be read.
+			assert.NilError(t, zw.Close())
+			file := filepath.Join(t.TempDir(), "bomb.tar.zst")
+			assert.NilError(t, os.WriteFile(file, raw.Bytes(), 0o644))
 
-	_, err = Install(context.Background(), host, file)
-	ns := noSpace(t, err)
-	assert.Check(t, ns.AtLeast)
-	assert.Check(t, ns.Need >= 8<<30, "needs %d", ns.Need)
-	assert.Check(t, is.ErrorContains(err, "needs at least 8.0 GiB and keeps 16 MiB free, 20 MiB available"))
-	assertUntouched(t, opt)
+			_, err = Install(context.Background(), host, file, tc.opts...)
+			ns := noSpace(t, err)
+			assert.Check(t, ns.AtLeast)
+			assert.Check(t, ns.Need >= tc.size, "needs %d", ns.Need)
+			assert.Check(t, is.ErrorContains(err, tc.want))
+			assertUntouched(t, opt)
+		})
+	}
 }
 
 // Many entries, each small, that together do not fit: refused on the
@@ -255,4 +269,41 @@ func TestNoSpaceErrorMessage(t *testing.T) {
 	} {
 		assert.Check(t, is.Equal(tc.err.Error(), tc.want))
 	}
+}
+
+// What staging writes is claimed in whole blocks; what is hard-linked from
+// the installed tree is not; the boundary is inclusive. (Without root: the
+// tests above measure the same on a real file system.)
+func TestRoomClaims(t *testing.T) {
+	r := &room{dir: "/opt", bsize: 4096, bytes: 1 << 20, inodes: 2000, reserveBytes: 512 << 10, reserveInodes: 1000}
+	r.claimNodes([]*node{
+		{path: ".", typ: TypeDir},
+		{path: "bin", typ: TypeDir},
+		{path: "bin/shim", typ: TypeFile, size: 1},
+		{path: "bin/kept", typ: TypeFile, size: 1 << 30, keep: true},
+		{path: "short", typ: TypeSymlink, target: "bin/shim"},
+		{path: "long", typ: TypeSymlink, target: strings.Repeat("a/", 40)},
+		{path: "gen", typ: TypeFile, data: make([]byte, 4097), gen: true},
+	})
+	assert.Check(t, is.Equal(r.needBytes, int64(4096+4096+4096+2*4096)))
+	assert.Check(t, is.Equal(r.needInodes, int64(5)))
+	assert.NilError(t, r.check(false))
+
+	r.claimFile(512<<10 - r.needBytes) // exactly what is left beyond the reserve
+	assert.NilError(t, r.check(false))
+	r.claimFile(1)
+	err := r.check(true)
+	assert.Check(t, is.Error(err, "not enough room on /opt for the Kata payload: needs at least 516 KiB and keeps 512 KiB free, 1.0 MiB available"))
+
+	r = &room{dir: "/opt", bsize: 4096, bytes: -1, inodes: 1010, reserveInodes: 1000}
+	for range 10 {
+		r.claimFile(0)
+	}
+	assert.NilError(t, r.check(false), "unknown byte room is not checked")
+	r.claimDir()
+	assert.Check(t, is.ErrorContains(r.check(false), "not enough inodes on /opt"))
+
+	var none *room
+	none.claimFile(1 << 40)
+	assert.NilError(t, none.check(true), "no directory to measure yet: nothing refused")
 }

@@ -2,6 +2,7 @@ package artifacts
 
 import (
 	"fmt"
+	"math"
 	"path"
 
 	"golang.org/x/sys/unix"
@@ -74,6 +75,9 @@ func (t *target) measureRoom() (*room, error) {
 
 // blocks rounds size up to whole blocks of the file system.
 func (r *room) blocks(size int64) int64 {
+	if size > math.MaxInt64-r.bsize {
+		return math.MaxInt64
+	}
 	return (size + r.bsize - 1) / r.bsize * r.bsize
 }
 
@@ -82,8 +86,19 @@ func (r *room) claimFile(size int64) {
 	if r == nil {
 		return
 	}
-	r.needBytes += r.blocks(size)
+	r.addBytes(r.blocks(size))
 	r.needInodes++
+}
+
+// addBytes adds n to the bytes claimed, saturating: a header may declare
+// up to 2^63-1 bytes when the size limit allows it, and a sum that wrapped
+// round would fit.
+func (r *room) addBytes(n int64) {
+	if n > math.MaxInt64-r.needBytes {
+		r.needBytes = math.MaxInt64
+		return
+	}
+	r.needBytes += n
 }
 
 // claimDir claims a directory: an inode and, on most file systems, a block.
@@ -91,7 +106,7 @@ func (r *room) claimDir() {
 	if r == nil {
 		return
 	}
-	r.needBytes += r.bsize
+	r.addBytes(r.bsize)
 	r.needInodes++
 }
 
@@ -102,7 +117,7 @@ func (r *room) claimSymlink(target string) {
 		return
 	}
 	if len(target) >= 60 {
-		r.needBytes += r.blocks(int64(len(target)))
+		r.addBytes(r.blocks(int64(len(target))))
 	}
 	r.needInodes++
 }
@@ -145,10 +160,10 @@ func (r *room) check(atLeast bool) error {
 	if r == nil {
 		return nil
 	}
-	if r.bytes >= 0 && r.needBytes+r.reserveBytes > r.bytes {
+	if r.bytes >= 0 && r.needBytes > r.bytes-r.reserveBytes {
 		return &NoSpaceError{Dir: r.dir, Need: r.needBytes, Reserve: r.reserveBytes, Avail: r.bytes, AtLeast: atLeast}
 	}
-	if r.inodes >= 0 && r.needInodes+r.reserveInodes > r.inodes {
+	if r.inodes >= 0 && r.needInodes > r.inodes-r.reserveInodes {
 		return &NoSpaceError{Dir: r.dir, Inodes: true, Need: r.needInodes, Reserve: r.reserveInodes, Avail: r.inodes, AtLeast: atLeast}
 	}
 	return nil
