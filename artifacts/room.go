@@ -45,9 +45,10 @@ const (
 // f_bfree, although the installer runs as root and could go on into the
 // reserved blocks (5 % of an ext4 file system by default): that reserve is
 // what keeps root daemons working when a file system fills, and the
-// kubelet's nodefs.available eviction signal is computed from f_bavail, so
-// a payload that fitted only into the reserve would put the node under
-// disk pressure and have its pods evicted. Linux has no f_favail distinct
+// kubelet's nodefs.available eviction signal is computed from f_bavail
+// (cAdvisor), so where /opt shares the kubelet's file system a payload
+// that fitted only into the reserve would put the node under disk pressure
+// and have its pods evicted. Linux has no f_favail distinct
 // from f_ffree: inodes are counted from f_ffree.
 func (t *target) measureRoom() (*room, error) {
 	if t.parent == nil {
