@@ -5,6 +5,7 @@ import (
 	"context"
 	"encoding/json"
 	"fmt"
+	"io"
 	"math/rand/v2"
 	"os"
 	osexec "os/exec"
@@ -14,6 +15,7 @@ import (
 	"testing"
 	"time"
 
+	"github.com/kata-deploy/kata-deploy/internal/tarsafe"
 	"gotest.tools/v3/assert"
 )
 
@@ -206,6 +208,65 @@ func BenchmarkInstallTarZst(b *testing.B) {
 		b.StartTimer()
 		_, err := Install(context.Background(), host, tb)
 		assert.NilError(b, err)
+	}
+}
+
+// BenchmarkTarball compares, per compression, a full install with a pass
+// that only reads the archive's headers (what a pre-scan of the declared
+// sizes would cost before staging: the whole archive is decompressed, its
+// contents discarded). The figures chose checking the room as entries
+// arrive over a pre-scan (docs/artifacts-performance.md).
+func BenchmarkTarball(b *testing.B) {
+	payload := benchPayload(b, 64<<20)
+	for _, comp := range []struct{ name, flag string }{
+		{"zst", "--zstd"},
+		{"xz", "--use-compress-program=xz -1"},
+	} {
+		tb := filepath.Join(b.TempDir(), "p.tar."+comp.name)
+		out, err := run(b, "tar", comp.flag, "-cf", tb, "-C", payload, ".")
+		assert.NilError(b, err, out)
+		b.Run("scan-"+comp.name, func(b *testing.B) {
+			b.SetBytes(64 << 20)
+			for b.Loop() {
+				assert.NilError(b, scanHeaders(tb))
+			}
+		})
+		b.Run("install-"+comp.name, func(b *testing.B) {
+			b.SetBytes(64 << 20)
+			for b.Loop() {
+				b.StopTimer()
+				host := b.TempDir()
+				b.StartTimer()
+				_, err := Install(context.Background(), host, tb)
+				assert.NilError(b, err)
+			}
+		})
+	}
+}
+
+// scanHeaders reads every header of the archive at file, as a pre-scan
+// would, and sums the declared sizes.
+func scanHeaders(file string) error {
+	f, err := os.Open(file)
+	if err != nil {
+		return err
+	}
+	defer f.Close()
+	tr, err := tarsafe.NewReader(f, tarsafe.Limits{})
+	if err != nil {
+		return err
+	}
+	defer tr.Close()
+	var total int64
+	for {
+		e, err := tr.Next()
+		if err == io.EOF {
+			return nil
+		}
+		if err != nil {
+			return err
+		}
+		total += e.Size
 	}
 }
 

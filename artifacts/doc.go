@@ -22,6 +22,14 @@
 // files' inode, size, mtime and ctime, reads nothing else, and writes
 // nothing.
 //
+// Before it stages anything, Install checks that the new tree fits beside
+// the installed one on the destination's file system (the blocks and
+// inodes statfs reports free to unprivileged users, less a reserve of 1 %,
+// at least 16 MiB and 1000 inodes) and refuses with a *NoSpaceError if it
+// does not; a tarball's entries are checked as their headers arrive,
+// before their content is written, so a decompression bomb never fills the
+// disk.
+//
 // Kata's own settings (WithDebug, WithAllowedHypervisorAnnotations,
 // WithAgentHTTPSProxy, WithAgentNoProxy, WithKernelParams, and the paths a
 // prefix or suffix moves) are written, only when set, as drop-ins in a

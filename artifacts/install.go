@@ -156,6 +156,19 @@ func (t *target) installDir(ctx context.Context, dir string, dry bool) (*Report,
 	if err != nil {
 		return nil, err
 	}
+	if pl.mustWrite {
+		// Refuse before staging what will not fit beside the installed
+		// tree; a plan says so too.
+		r, err := t.measureRoom()
+		if err != nil {
+			return nil, err
+		}
+		r.claimNodes(pl.nodes)
+		r.claimRecord(pl.nodes)
+		if err := r.check(false); err != nil {
+			return nil, err
+		}
+	}
 	if dry || !pl.mustWrite {
 		return t.finishUnchanged(pl, nil, dry)
 	}

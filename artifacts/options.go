@@ -84,8 +84,12 @@ func WithLogger(l *slog.Logger) Option {
 	}
 }
 
-// WithMaxSize bounds the total size of a tarball payload's files, so that a
-// decompression bomb is refused before it fills the disk.
+// WithMaxSize bounds the total size of a tarball payload's files
+// (DefaultMaxSize unless set). It holds whatever the room on the
+// destination: a plan, which writes nothing, and a disk large enough to
+// take a decompression bomb are bounded by it too. Independently, a
+// payload that will not fit on the destination's file system is refused
+// with a *NoSpaceError before it fills it.
 func WithMaxSize(bytes int64) Option { return func(c *config) { c.maxSize = bytes } }
 
 // WithMaxEntries bounds the number of entries in a tarball payload.

@@ -7,6 +7,7 @@ import (
 	"io/fs"
 	"os"
 	"path"
+	"slices"
 	"strings"
 
 	"github.com/kata-deploy/kata-deploy/internal/hostfs"
@@ -33,6 +34,14 @@ func (t *target) installTarball(ctx context.Context, file string, dry bool) (*Re
 		return rep, err
 	}
 
+	// The archive's sizes are known only as its headers arrive: each is
+	// checked against the room before its content is written, and the
+	// first that does not fit drops the staging tree. A pre-scan of the
+	// headers would decompress the archive twice (docs/artifacts-performance.md).
+	space, err := t.measureRoom()
+	if err != nil {
+		return nil, err
+	}
 	var stage *hostfs.Dir
 	if !dry {
 		if stage, err = t.staging(0o755, false); err != nil {
@@ -49,7 +58,7 @@ func (t *target) installTarball(ctx context.Context, file string, dry bool) (*Re
 			}
 		}
 	}()
-	res, err := readTarball(ctx, f, t.c, stage)
+	res, err := readTarball(ctx, f, t.c, stage, space)
 	if err != nil {
 		return nil, err
 	}
@@ -70,6 +79,14 @@ func (t *target) installTarball(ctx context.Context, file string, dry bool) (*Re
 	pl, err := t.plan(ctx, res.nodes, read, nil)
 	if err != nil {
 		return nil, err
+	}
+	if pl.mustWrite {
+		// What kata-deploy adds to the archive's tree, and the record.
+		space.claimNodes(slices.DeleteFunc(slices.Clone(pl.nodes), func(n *node) bool { return !n.gen }))
+		space.claimRecord(pl.nodes)
+		if err := space.check(false); err != nil {
+			return nil, err
+		}
 	}
 	if dry || !pl.mustWrite {
 		return t.finishUnchanged(pl, &source, dry)
@@ -172,8 +189,9 @@ type tarResult struct {
 
 // readTarball reads the archive, writing its tree below stage (nil: only
 // hash, for a plan). A kata-static archive holds its tree under opt/kata;
-// any other is taken to hold the tree at its root (Kata 1.x).
-func readTarball(ctx context.Context, r io.Reader, c *config, stage *hostfs.Dir) (*tarResult, error) {
+// any other is taken to hold the tree at its root (Kata 1.x). Every entry
+// is claimed from space before it is written.
+func readTarball(ctx context.Context, r io.Reader, c *config, stage *hostfs.Dir, space *room) (*tarResult, error) {
 	tr, err := tarsafe.NewReader(r, tarsafe.Limits{MaxBytes: c.maxSize, MaxEntries: c.maxEntries})
 	if err != nil {
 		return nil, err
@@ -204,6 +222,10 @@ func readTarball(ctx context.Context, r io.Reader, c *config, stage *hostfs.Dir)
 		n := &node{path: rel, typ: TypeDir, mode: 0o755}
 		byPath[rel] = n
 		res.nodes = append(res.nodes, n)
+		space.claimDir()
+		if err := space.check(true); err != nil {
+			return err
+		}
 		if stage != nil {
 			return stage.Mkdir(rel, n.mode)
 		}
@@ -284,6 +306,10 @@ func readTarball(ctx context.Context, r io.Reader, c *config, stage *hostfs.Dir)
 				}
 				continue
 			}
+			space.claimDir()
+			if err := space.check(true); err != nil {
+				return nil, err
+			}
 			if stage != nil {
 				if err := stage.Mkdir(rel, e.Mode); err != nil {
 					return nil, err
@@ -291,6 +317,11 @@ func readTarball(ctx context.Context, r io.Reader, c *config, stage *hostfs.Dir)
 			}
 		case tarsafe.File:
 			n.typ, n.size = TypeFile, e.Size
+			// Refused on its header: a bomb's content is never written.
+			space.claimFile(e.Size)
+			if err := space.check(true); err != nil {
+				return nil, err
+			}
 			var in io.Reader = tr
 			var capture *captureWriter
 			if isShimConfig(rel) && e.Size <= maxConfig {
@@ -313,6 +344,10 @@ func readTarball(ctx context.Context, r io.Reader, c *config, stage *hostfs.Dir)
 				return nil, &EntryError{Entry: e.Raw, Err: err}
 			}
 			n.typ, n.target, n.mode = TypeSymlink, e.Target, 0o777
+			space.claimSymlink(e.Target)
+			if err := space.check(true); err != nil {
+				return nil, err
+			}
 			if stage != nil {
 				if err := stage.Symlink(e.Target, rel); err != nil {
 					return nil, err

@@ -427,6 +427,17 @@ func (d *Dir) SyncFS() error {
 	return nil
 }
 
+// Statfs describes the file system holding d, as fstatfs(2) on the open
+// directory: no path is resolved, so what is measured is where d's entries
+// are written.
+func (d *Dir) Statfs() (unix.Statfs_t, error) {
+	var st unix.Statfs_t
+	if err := unix.Fstatfs(d.fd(), &st); err != nil {
+		return st, d.pathErr("statfs", ".", err)
+	}
+	return st, nil
+}
+
 // Lock takes an exclusive advisory lock (flock) on the directory itself and
 // blocks until it has it or ctx ends. Locking the directory leaves no lock
 // file behind to clean up. Call the returned function to release it.

@@ -142,3 +142,18 @@ func TestDirReadsDoNotWrite(t *testing.T) {
 		assert.Check(t, is.Equal(time.Unix(st.Atim.Unix()).Unix(), old.Unix()), p)
 	}
 }
+
+// Statfs measures the file system the directory is on, not the one a path
+// would resolve to now.
+func TestDirStatfs(t *testing.T) {
+	r, dir := newRoot(t)
+	assert.NilError(t, os.Mkdir(filepath.Join(dir, "opt"), 0o755))
+	d := openDir(t, r, "/opt")
+	got, err := d.Statfs()
+	assert.NilError(t, err)
+	var want unix.Statfs_t
+	assert.NilError(t, unix.Statfs(filepath.Join(dir, "opt"), &want))
+	assert.Check(t, is.Equal(got.Type, want.Type))
+	assert.Check(t, is.Equal(got.Bsize, want.Bsize))
+	assert.Check(t, is.Equal(got.Blocks, want.Blocks))
+}
