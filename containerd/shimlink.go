@@ -32,8 +32,9 @@ import (
 //     not try.
 //
 // A containerd started with a PATH of its own that leaves out
-// /usr/local/bin does not find the link either; the installer's
-// verification over CRI then fails the install and puts everything back.
+// /usr/local/bin does not find the link either, and nothing tells: CRI
+// lists the handler all the same, and the first Kata pod fails with
+// "binary not installed".
 const ShimLinkDir = "/usr/local/bin"
 
 // needsShimLinks reports whether this containerd finds a runtime's shim
