@@ -204,6 +204,10 @@ func (e *Engine) PlanUninstall(ctx context.Context) (*runtime.Plan, error) {
 // Apply carries out a plan made by this engine.
 func (e *Engine) Apply(ctx context.Context, p *runtime.Plan) error {
 	for _, c := range p.Changes {
+		if c.Target != "" {
+			e.log.Info("containerd shim link", "op", c.Op.String(), "path", c.Path, "target", c.Target, "why", c.Why)
+			continue
+		}
 		e.log.Info("containerd config", "op", c.Op.String(), "path", c.Path, "why", c.Why)
 	}
 	return journal.Apply(ctx, e.root, e.journalName(), p)
