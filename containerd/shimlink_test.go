@@ -290,3 +290,28 @@ func TestShimLinksGoAfterUpgrade(t *testing.T) {
 	assert.NilError(t, err)
 	assert.Check(t, !strings.Contains(string(j), `"links"`), string(j))
 }
+
+// A shim that moved (the same install under another prefix) gets its
+// link pointed at the new place; uninstall still removes it.
+func TestShimLinkFollowsAMovedShim(t *testing.T) {
+	ctx := context.Background()
+	host, c := shimHost(t, "/usr/local/bin")
+	before := hosttest.Snapshot(t, host)
+	e := newEngine(t, host, c)
+	plan, err := e.PlanInstall(ctx, specFor(t, c))
+	assert.NilError(t, err)
+	assert.NilError(t, e.Apply(ctx, plan))
+
+	hs, err := runtime.Handlers([]string{"qemu", "clh"}, runtime.WithPrefix("/usr/local/lib"))
+	assert.NilError(t, err)
+	plan, err = e.PlanInstall(ctx, runtime.Spec{Handlers: hs, Mode: runtime.ModeRuntimeClass})
+	assert.NilError(t, err)
+	assert.Check(t, is.Contains(plan.Diff(), "remove symlink /"+qemuLink+" -> /opt/kata/bin/containerd-shim-kata-v2\ncreate symlink /"+qemuLink+" -> /usr/local/lib/kata/bin/containerd-shim-kata-v2\n"))
+	assert.NilError(t, e.Apply(ctx, plan))
+	assert.Check(t, is.Equal(readLink(t, host, qemuLink), "/usr/local/lib/kata/bin/containerd-shim-kata-v2"))
+
+	undo, err := e.PlanUninstall(ctx)
+	assert.NilError(t, err)
+	assert.NilError(t, e.Apply(ctx, undo))
+	assert.Check(t, is.DeepEqual(hosttest.Snapshot(t, host), before))
+}

@@ -335,9 +335,15 @@ func Apply(ctx context.Context, root *hostfs.Root, engine string, plan *runtime.
 	if plan.Empty() && plan.Kind != runtime.Uninstall {
 		return nil
 	}
+	// A link the plan removes before making it anew (its shim moved) may
+	// be there when the new one is checked.
+	removed := map[string]string{}
 	for _, c := range plan.Changes {
-		if err := checkPrecondition(root, c); err != nil {
+		if err := checkPrecondition(root, c, removed); err != nil {
 			return err
+		}
+		if c.Op == runtime.RemoveSymlink {
+			removed[c.Path] = c.Target
 		}
 	}
 	j, err := Load(root, engine)
@@ -411,7 +417,7 @@ func Apply(ctx context.Context, root *hostfs.Root, engine string, plan *runtime.
 	return nil
 }
 
-func checkPrecondition(root *hostfs.Root, c runtime.FileChange) error {
+func checkPrecondition(root *hostfs.Root, c runtime.FileChange, removedLinks map[string]string) error {
 	switch c.Op {
 	case runtime.Create:
 		ok, err := root.Exists(c.Path)
@@ -432,11 +438,12 @@ func checkPrecondition(root *hostfs.Root, c runtime.FileChange) error {
 	case runtime.CreateSymlink:
 		// The plan saw nothing there; whatever is there now is someone
 		// else's and must be kept.
-		state, _, err := LinkAt(root, c.Path)
+		state, current, err := LinkAt(root, c.Path)
 		if err != nil {
 			return err
 		}
-		if state != LinkMissing {
+		gone, ok := removedLinks[c.Path]
+		if state != LinkMissing && !(ok && state == LinkSymlink && current == gone) {
 			return &ChangedError{Path: c.Path}
 		}
 	case runtime.RemoveSymlink:
