@@ -149,6 +149,9 @@ func (e *Engine) PlanInstall(ctx context.Context, spec runtime.Spec) (*runtime.P
 	if err != nil {
 		return nil, err
 	}
+	if err := e.planShimLinks(&f, spec, j); err != nil {
+		return nil, err
+	}
 	// What is written, recorded and later removed is what the paths
 	// resolve to on the host, never a symlink of the user's on the way.
 	if err := journal.ResolvePaths(e.root, f.changes); err != nil {
@@ -160,9 +163,15 @@ func (e *Engine) PlanInstall(ctx context.Context, spec runtime.Spec) (*runtime.P
 		}
 	}
 	plan := &runtime.Plan{Kind: runtime.Install, Changes: f.changes}
-	// A file an earlier install wrote that this one no longer uses (say,
-	// containerd was upgraded and the strategy changed) is undone.
-	stale := &journal.Journal{Engine: j.Engine, Files: map[string]*journal.File{}}
+	// A file or link an earlier install wrote that this one no longer
+	// uses (say, containerd was upgraded and the strategy changed, or no
+	// longer needs shim links) is undone.
+	stale := &journal.Journal{Engine: j.Engine, Files: map[string]*journal.File{}, Links: map[string]string{}}
+	for p, target := range j.Links {
+		if !slices.Contains(f.links, p) {
+			stale.Links[p] = target
+		}
+	}
 	for p, jf := range j.Files {
 		resolved, err := e.root.Resolve(p)
 		if err != nil {
@@ -172,7 +181,7 @@ func (e *Engine) PlanInstall(ctx context.Context, spec runtime.Spec) (*runtime.P
 			stale.Files[p] = jf
 		}
 	}
-	if len(stale.Files) > 0 {
+	if !stale.Empty() {
 		undo, err := journal.PlanUninstall(ctx, e.root, stale, e.takeOut)
 		if err != nil {
 			return nil, err
@@ -195,16 +204,21 @@ func (e *Engine) PlanUninstall(ctx context.Context) (*runtime.Plan, error) {
 // Apply carries out a plan made by this engine.
 func (e *Engine) Apply(ctx context.Context, p *runtime.Plan) error {
 	for _, c := range p.Changes {
+		if c.Target != "" {
+			e.log.Info("containerd shim link", "op", c.Op.String(), "path", c.Path, "target", c.Target, "why", c.Why)
+			continue
+		}
 		e.log.Info("containerd config", "op", c.Op.String(), "path", c.Path, "why", c.Why)
 	}
 	return journal.Apply(ctx, e.root, e.journalName(), p)
 }
 
 // files collects the changes an install plan makes and every file it
-// writes or edits, changed this time or not.
+// writes or edits, and every shim link it wants, changed this time or not.
 type files struct {
 	changes []runtime.FileChange
 	targets []string
+	links   []string // resolved host paths
 }
 
 func (f *files) add(target string, changes ...runtime.FileChange) {

@@ -96,7 +96,9 @@ func makeHost(t *testing.T, c hostCase) string {
 		assert.NilError(t, err)
 		files[p] = data
 	}
-	return hosttest.Write(t, c.dirs, files)
+	// Every node has /usr/local/bin (containerd 1.6 finds shim links
+	// there); TestShimLinkDirMissing covers a host root without it.
+	return hosttest.Write(t, append([]string{"/usr/local/bin"}, c.dirs...), files)
 }
 
 func newEngine(t testing.TB, host string, c hostCase) *Engine {

@@ -19,6 +19,13 @@ const (
 	Delete                  // remove a file
 	CreateDir               // a new directory
 	RemoveDir               // remove a directory, only if empty
+	// CreateSymlink makes Path a new symlink to Target. Nothing may exist
+	// at Path: a file or link of someone else's is never replaced.
+	CreateSymlink
+	// RemoveSymlink removes the symlink Path, only while it still points
+	// at Target (where the engine pointed it); its inverse is
+	// CreateSymlink.
+	RemoveSymlink
 )
 
 func (o Op) String() string {
@@ -33,6 +40,10 @@ func (o Op) String() string {
 		return "create directory"
 	case RemoveDir:
 		return "remove directory"
+	case CreateSymlink:
+		return "create symlink"
+	case RemoveSymlink:
+		return "remove symlink"
 	}
 	return fmt.Sprintf("Op(%d)", int(o))
 }
@@ -48,6 +59,9 @@ type FileChange struct {
 	After []byte
 	// Perm is the mode of a new file or directory.
 	Perm fs.FileMode
+	// Target is, for CreateSymlink and RemoveSymlink, what the link at
+	// Path points to (a host path, stored as given).
+	Target string
 	// Inserted is, for a Modify that adds to a file the engine does not
 	// own, exactly what it adds: the journal keeps it so that uninstall can
 	// take out just that from a file someone else has edited since.
@@ -57,11 +71,13 @@ type FileChange struct {
 }
 
 // Diff returns the change as a unified diff, or a one-line summary for
-// directories.
+// directories and symlinks.
 func (c FileChange) Diff() string {
 	switch c.Op {
 	case CreateDir, RemoveDir:
 		return fmt.Sprintf("%s %s\n", c.Op, c.Path)
+	case CreateSymlink, RemoveSymlink:
+		return fmt.Sprintf("%s %s -> %s\n", c.Op, c.Path, c.Target)
 	}
 	from, to := "a"+c.Path, "b"+c.Path
 	switch c.Op {

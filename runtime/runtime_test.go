@@ -165,9 +165,21 @@ func TestPlanDiff(t *testing.T) {
 		{Op: Create, Path: "/etc/crio/crio.conf.d/99-kata-deploy.conf", After: []byte("a\n")},
 		{Op: Modify, Path: "/etc/containerd/config.toml", Before: []byte("x\ny\n"), After: []byte("x\nz\n")},
 		{Op: Delete, Path: "/etc/old.toml", Before: []byte("old\n")},
+		{Op: CreateSymlink, Path: "/usr/local/bin/containerd-shim-kata-qemu-v2", Target: "/opt/kata/bin/containerd-shim-kata-v2"},
+		{Op: RemoveSymlink, Path: "/usr/local/bin/containerd-shim-kata-v2", Target: "/opt/kata/bin/containerd-shim-kata-v2"},
+		{Op: RemoveDir, Path: "/usr/local/bin"},
 	}, Notes: []string{"something to know"}}
 	golden.Assert(t, p.Diff(), "plan.diff.golden")
 	assert.Check(t, !p.Empty())
 	assert.Check(t, (&Plan{}).Empty())
-	assert.Check(t, is.DeepEqual(p.Paths(), []string{"/etc/crio/crio.conf.d", "/etc/crio/crio.conf.d/99-kata-deploy.conf", "/etc/containerd/config.toml", "/etc/old.toml"}))
+	assert.Check(t, is.DeepEqual(p.Paths(), []string{"/etc/crio/crio.conf.d", "/etc/crio/crio.conf.d/99-kata-deploy.conf", "/etc/containerd/config.toml", "/etc/old.toml",
+		"/usr/local/bin/containerd-shim-kata-qemu-v2", "/usr/local/bin/containerd-shim-kata-v2", "/usr/local/bin"}))
+}
+
+func TestOpString(t *testing.T) {
+	// Every Op names itself: plans are printed and logged by these names.
+	for op := Create; op <= RemoveSymlink; op++ {
+		assert.Check(t, !strings.HasPrefix(op.String(), "Op("), "Op %d has no name", int(op))
+	}
+	assert.Check(t, is.Equal(Op(99).String(), "Op(99)"))
 }

@@ -180,3 +180,33 @@ func snapshot(t *testing.T, h string) map[string]string {
 	delete(s, "run/kata-deploy.lock")
 	return s
 }
+
+// TestContainerd16ShimLinks: on containerd 1.6, plan shows the shim links,
+// install makes them (they are not config files in the record), and
+// uninstall takes them away with everything else.
+func TestContainerd16ShimLinks(t *testing.T) {
+	ctx := context.Background()
+	h := host(t)
+	assert.NilError(t, os.MkdirAll(filepath.Join(h, "usr/local/bin"), 0o755))
+	before := snapshot(t, h)
+	pl := payload(t, "qemu")
+	c := filesOnly(h, pl, "qemu")
+	c.RuntimeVersion = "1.6.20"
+	var out bytes.Buffer
+	assert.NilError(t, c.Plan(ctx, &out))
+	assert.Check(t, is.Contains(out.String(), "create symlink /usr/local/bin/containerd-shim-kata-qemu-v2 -> /opt/kata/bin/containerd-shim-kata-v2\n"))
+	assert.Check(t, is.Contains(out.String(), "create symlink /usr/local/bin/containerd-shim-kata-v2 -> /opt/kata/bin/containerd-shim-kata-v2\n"))
+
+	_, err := c.Install(ctx)
+	assert.NilError(t, err)
+	target, err := os.Readlink(filepath.Join(h, "usr/local/bin/containerd-shim-kata-qemu-v2"))
+	assert.NilError(t, err)
+	assert.Check(t, is.Equal(target, "/opt/kata/bin/containerd-shim-kata-v2"))
+	_, rec, err := filesOnly(h, "").loadRecord()
+	assert.NilError(t, err)
+	assert.Check(t, is.DeepEqual(rec.ConfigFiles, []string{"/etc/containerd/config.toml"}))
+
+	u := &Config{HostRoot: h, Runtime: "auto", VerifyTimeout: time.Second}
+	assert.NilError(t, u.Uninstall(ctx))
+	assert.Check(t, is.DeepEqual(snapshot(t, h), before), "uninstall left something behind")
+}

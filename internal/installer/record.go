@@ -144,7 +144,7 @@ func (c *Config) adopt(rec *noderecord.Record) {
 }
 
 // configFiles lists the runtime config files an uninstall would change,
-// for the record.
+// for the record: not the directories and shim links it removes.
 func configFiles(ctx context.Context, t *target) ([]string, error) {
 	undo, err := t.engine.PlanUninstall(ctx)
 	if err != nil {
@@ -152,7 +152,11 @@ func configFiles(ctx context.Context, t *target) ([]string, error) {
 	}
 	var out []string
 	for _, ch := range undo.Changes {
-		if ch.Op != runtime.RemoveDir && !slices.Contains(out, ch.Path) {
+		switch ch.Op {
+		case runtime.RemoveDir, runtime.RemoveSymlink:
+			continue
+		}
+		if !slices.Contains(out, ch.Path) {
 			out = append(out, ch.Path)
 		}
 	}

@@ -52,6 +52,10 @@ type Journal struct {
 	Files  map[string]*File `json:"files"`
 	// Dirs are directories the engine created, outermost first.
 	Dirs []string `json:"dirs,omitempty"`
+	// Links are the symlinks the engine created: host path -> the target
+	// it gave the link. Uninstall removes a link only while it still
+	// points there; one someone has changed since is theirs.
+	Links map[string]string `json:"links,omitempty"`
 	// StateDirs are directories made to hold the journal itself.
 	StateDirs []string `json:"stateDirs,omitempty"`
 }
@@ -90,10 +94,16 @@ func (j *Journal) File(root *hostfs.Root, p string) *File {
 
 // ResolvePaths rewrites each change's path to what the host resolves it
 // to, so that what is written, recorded and later removed is the file or
-// directory itself, never a symlink of the user's on the way to it.
+// directory itself, never a symlink of the user's on the way to it. A
+// symlink change's own path is the link, so only its directory is
+// resolved.
 func ResolvePaths(root *hostfs.Root, changes []runtime.FileChange) error {
 	for i := range changes {
-		p, err := root.Resolve(changes[i].Path)
+		resolve := root.Resolve
+		if isLinkOp(changes[i].Op) {
+			resolve = func(p string) (string, error) { return ResolveLink(root, p) }
+		}
+		p, err := resolve(changes[i].Path)
 		if err != nil {
 			return err
 		}
@@ -102,8 +112,55 @@ func ResolvePaths(root *hostfs.Root, changes []runtime.FileChange) error {
 	return nil
 }
 
+// ResolveLink returns the host path of the symlink p with the directories
+// on the way resolved as the host resolves them, and p's last element
+// left as it is (it is the link, not what the link points at).
+func ResolveLink(root *hostfs.Root, p string) (string, error) {
+	p = path.Clean("/" + p)
+	dir, err := root.Resolve(path.Dir(p))
+	if err != nil {
+		return "", err
+	}
+	return path.Join(dir, path.Base(p)), nil
+}
+
+func isLinkOp(op runtime.Op) bool { return op == runtime.CreateSymlink || op == runtime.RemoveSymlink }
+
+// LinkState is what is at a host path where the engine wants a symlink.
+type LinkState int
+
+// The states LinkAt reports.
+const (
+	LinkMissing LinkState = iota // nothing is there
+	LinkSymlink                  // a symlink (its target is returned too)
+	LinkOther                    // a file, directory or anything else
+)
+
+// LinkAt reports what is at the host path p, not following p itself, and,
+// for a symlink, its target.
+func LinkAt(root *hostfs.Root, p string) (LinkState, string, error) {
+	target, err := root.Readlink(p)
+	switch {
+	case err == nil:
+		return LinkSymlink, target, nil
+	case errors.Is(err, fs.ErrNotExist):
+		return LinkMissing, "", nil
+	case errors.Is(err, hostfs.ErrNotSymlink):
+		return LinkOther, "", nil
+	}
+	return 0, "", err
+}
+
+// OwnsLink reports whether the symlink at host path p is one the engine
+// made and nobody has changed since: it points at target, and the journal
+// says the engine pointed it there.
+func (j *Journal) OwnsLink(p, target string) bool {
+	recorded, ok := j.Links[p]
+	return ok && recorded == target
+}
+
 // Empty reports whether the journal records nothing.
-func (j *Journal) Empty() bool { return len(j.Files) == 0 && len(j.Dirs) == 0 }
+func (j *Journal) Empty() bool { return len(j.Files) == 0 && len(j.Dirs) == 0 && len(j.Links) == 0 }
 
 // Digest returns the digest the journal keeps for content.
 func Digest(b []byte) string {
@@ -145,7 +202,9 @@ type Surgeon func(ctx context.Context, p string, current []byte, f *File) (*Surg
 // PlanUninstall returns the changes that undo everything the journal
 // records: files the engine created are deleted, files it edited get their
 // former bytes back (or, if edited by someone else since, lose only the
-// engine's own edit), and directories it created are removed when empty.
+// engine's own edit), symlinks it made are removed while they still point
+// where it pointed them (one someone changed is left, with a note), and
+// directories it created are removed when empty.
 // Bytes someone else wrote that must go anyway (an edit of the engine's own
 // file or block) are first copied under SavedDir, and a note says so.
 //
@@ -214,6 +273,30 @@ func PlanUninstall(ctx context.Context, root *hostfs.Root, j *Journal, surgeon S
 			}
 		}
 	}
+	for _, recorded := range slices.Sorted(maps.Keys(j.Links)) {
+		if err := ctx.Err(); err != nil {
+			return nil, err
+		}
+		target := j.Links[recorded]
+		p, err := ResolveLink(root, recorded)
+		if err != nil {
+			return nil, err
+		}
+		state, current, err := LinkAt(root, p)
+		if err != nil {
+			return nil, err
+		}
+		switch {
+		case state == LinkMissing:
+			// Never made (a run killed before it), or removed already.
+		case state == LinkSymlink && current == target:
+			plan.Changes = append(plan.Changes, runtime.FileChange{Op: runtime.RemoveSymlink, Path: p, Target: target, Why: "created by kata-deploy"})
+		case state == LinkSymlink:
+			plan.Notes = append(plan.Notes, fmt.Sprintf("%s now points to %s, not to %s where kata-deploy pointed it: someone replaced it, so it is left as it is", p, current, target))
+		default:
+			plan.Notes = append(plan.Notes, fmt.Sprintf("%s is no longer the symlink to %s that kata-deploy made: someone replaced it, so it is left as it is", p, target))
+		}
+	}
 	for i := len(j.Dirs) - 1; i >= 0; i-- {
 		d, err := root.Resolve(j.Dirs[i])
 		if err != nil {
@@ -252,14 +335,24 @@ func Apply(ctx context.Context, root *hostfs.Root, engine string, plan *runtime.
 	if plan.Empty() && plan.Kind != runtime.Uninstall {
 		return nil
 	}
+	// A link the plan removes before making it anew (its shim moved) may
+	// be there when the new one is checked.
+	removed := map[string]string{}
 	for _, c := range plan.Changes {
-		if err := checkPrecondition(root, c); err != nil {
+		if err := checkPrecondition(root, c, removed); err != nil {
 			return err
+		}
+		if c.Op == runtime.RemoveSymlink {
+			removed[c.Path] = c.Target
 		}
 	}
 	j, err := Load(root, engine)
 	if err != nil {
 		return err
+	}
+	for p := range j.Links {
+		// Likewise a temporary of a symlink a killed run was making.
+		root.RemoveTemps(p)
 	}
 	if plan.Kind == runtime.Install {
 		if err := record(root, j, plan); err != nil {
@@ -324,7 +417,7 @@ func Apply(ctx context.Context, root *hostfs.Root, engine string, plan *runtime.
 	return nil
 }
 
-func checkPrecondition(root *hostfs.Root, c runtime.FileChange) error {
+func checkPrecondition(root *hostfs.Root, c runtime.FileChange, removedLinks map[string]string) error {
 	switch c.Op {
 	case runtime.Create:
 		ok, err := root.Exists(c.Path)
@@ -340,6 +433,25 @@ func checkPrecondition(root *hostfs.Root, c runtime.FileChange) error {
 			return err
 		}
 		if !bytes.Equal(current, c.Before) {
+			return &ChangedError{Path: c.Path}
+		}
+	case runtime.CreateSymlink:
+		// The plan saw nothing there; whatever is there now is someone
+		// else's and must be kept.
+		state, current, err := LinkAt(root, c.Path)
+		if err != nil {
+			return err
+		}
+		gone, ok := removedLinks[c.Path]
+		if state != LinkMissing && !(ok && state == LinkSymlink && current == gone) {
+			return &ChangedError{Path: c.Path}
+		}
+	case runtime.RemoveSymlink:
+		state, target, err := LinkAt(root, c.Path)
+		if err != nil {
+			return err
+		}
+		if state != LinkSymlink || target != c.Target {
 			return &ChangedError{Path: c.Path}
 		}
 	}
@@ -374,6 +486,12 @@ func record(root *hostfs.Root, j *Journal, plan *runtime.Plan) error {
 				j.Dirs = append(j.Dirs, c.Path)
 			}
 			continue
+		case runtime.CreateSymlink:
+			if j.Links == nil {
+				j.Links = map[string]string{}
+			}
+			j.Links[c.Path] = c.Target
+			continue
 		default:
 			continue
 		}
@@ -390,9 +508,19 @@ func record(root *hostfs.Root, j *Journal, plan *runtime.Plan) error {
 	return save(root, j)
 }
 
-// prune forgets files that are back to their former state and files the
-// engine made that are gone, once the changes are made.
+// prune forgets files that are back to their former state, files the
+// engine made that are gone, and symlinks that are gone or that someone
+// has pointed elsewhere (theirs now), once the changes are made.
 func prune(root *hostfs.Root, j *Journal) error {
+	for p, target := range j.Links {
+		state, current, err := LinkAt(root, p)
+		if err != nil {
+			return err
+		}
+		if state != LinkSymlink || current != target {
+			delete(j.Links, p)
+		}
+	}
 	for p, f := range j.Files {
 		current, err := root.ReadFile(p)
 		switch {
@@ -489,8 +617,31 @@ func applyChange(root *hostfs.Root, j *Journal, c runtime.FileChange) (func() er
 		}
 		j.Dirs = slices.DeleteFunc(j.Dirs, func(d string) bool { return d == c.Path })
 		return func() error { _, err := root.MkdirAll(c.Path, 0o755); return err }, nil
+	case runtime.CreateSymlink:
+		if err := root.Symlink(c.Target, c.Path); err != nil {
+			return nil, err
+		}
+		return func() error { return removeOwnLink(root, c.Path, c.Target) }, nil
+	case runtime.RemoveSymlink:
+		if err := removeOwnLink(root, c.Path, c.Target); err != nil {
+			return nil, err
+		}
+		return func() error { return root.Symlink(c.Target, c.Path) }, nil
 	}
 	return nil, fmt.Errorf("unknown change %v", c.Op)
+}
+
+// removeOwnLink removes the symlink p if it still points at target, and
+// leaves anything else there alone.
+func removeOwnLink(root *hostfs.Root, p, target string) error {
+	state, current, err := LinkAt(root, p)
+	if err != nil {
+		return err
+	}
+	if state != LinkSymlink || current != target {
+		return nil
+	}
+	return root.Remove(p)
 }
 
 // PlanDirs returns a CreateDir change for each missing directory on the way

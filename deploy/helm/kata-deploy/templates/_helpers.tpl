@@ -265,6 +265,8 @@ beside their runtime's configuration. Call with the root context.
   mountPath: /host/etc/k0s
 - name: host-microk8s
   mountPath: /host/var/snap/microk8s
+- name: host-usr-local-bin
+  mountPath: /host/usr/local/bin
 - name: host-containerd-run
   mountPath: /host/run/containerd
   readOnly: true
@@ -318,6 +320,17 @@ beside their runtime's configuration. Call with the root context.
 - name: host-microk8s
   hostPath:
     path: /var/snap/microk8s
+    type: DirectoryOrCreate
+# /usr/local/bin, writable: only containerd before 1.7 needs it. Its CRI
+# plugin never passes runtime_path on (containerd issue 8207), so it
+# runs containerd-shim-kata-<shim>-v2, the name runtime_type implies,
+# found on its PATH; the installer links each handler's shim there and
+# uninstall removes exactly those links (never a file it did not make).
+# On containerd 1.7 and later nothing is written here. Directory, not
+# the files: links are made under a temporary name and renamed in.
+- name: host-usr-local-bin
+  hostPath:
+    path: /usr/local/bin
     type: DirectoryOrCreate
 # The runtime's CRI socket directory (read-only: connecting to a socket
 # needs no write access to its file system), to check that the
