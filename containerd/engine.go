@@ -421,6 +421,17 @@ func (e *Engine) planInPlaceDoc(ctx context.Context, f *files, doc *document, sp
 // entries returns the runtime tables to write into a file whose other
 // settings are base's, refusing to overwrite a runtime someone else defined.
 func (e *Engine) entries(base *document, spec runtime.Spec) ([]entry, error) {
+	// containerd 2.x takes the snapshotter images are unpacked into from
+	// the image service's runtime platforms, a table a version 2 file
+	// cannot hold; the real 2.2 does not derive it from the runtime's own
+	// key when it migrates a version 2 config, so fc's images would land in
+	// the default snapshotter.
+	for _, h := range spec.Handlers {
+		if h.Snapshotter != "" && e.version.Major >= 2 && base.version < 3 {
+			return nil, &runtime.ConfigError{Path: e.configPath, Key: "version",
+				Err: fmt.Errorf("is %d: containerd %s reads handler %s's snapshotter %s only from a version 3 config (its image service's runtime_platforms); migrate the config (containerd config migrate), or leave the snapshotter out", base.version, e.version, h.Name, h.Snapshotter)}
+		}
+	}
 	var out []entry
 	keys := runtimesKeys(base.version)
 	for i := range keys {

@@ -69,8 +69,6 @@ func goldenCases() []hostCase {
 			files: map[string]string{etc: "configs/containerd-1.6-custom.toml"}},
 		{name: "containerd-2.0-snapshotter", variant: runtime.VariantContainerd, version: "2.0.5", shims: []string{"qemu", "fc"},
 			files: map[string]string{etc: "configs/containerd-2-custom.toml"}},
-		{name: "containerd-2.2-v2-config-snapshotter", variant: runtime.VariantContainerd, version: "2.2.9", shims: []string{"qemu", "fc"},
-			files: map[string]string{etc: "configs/containerd-1.6-custom.toml"}},
 		{name: "k3s-v2-containerd-1.7", variant: runtime.VariantK3s, version: "1.7.22-k3s1",
 			files: map[string]string{"/var/lib/rancher/k3s/agent/etc/containerd/config.toml": "configs/k3s-v2.toml"}},
 		{name: "k3s-agent-v3-containerd-2.1", variant: runtime.VariantK3sAgent, version: "2.1.4-k3s1",
@@ -165,6 +163,23 @@ func TestInstallGolden(t *testing.T) {
 			assert.Check(t, is.DeepEqual(hosttest.Snapshot(t, host), before), "uninstall did not restore the host exactly")
 		})
 	}
+}
+
+// containerd 2.x reads a handler's image snapshotter only from a version 3
+// config (checked with the real 2.2.9: migrating a version 2 file does not
+// derive it), so a snapshotter on a version 2 config is refused.
+func TestSnapshotterNeedsVersion3OnContainerd2(t *testing.T) {
+	hc := hostCase{variant: runtime.VariantContainerd, version: "2.2.9", shims: []string{"qemu", "fc"},
+		files: map[string]string{"/etc/containerd/config.toml": "configs/containerd-1.6-custom.toml"}}
+	host := makeHost(t, hc)
+	before := hosttest.Snapshot(t, host)
+	_, err := newEngine(t, host, hc).PlanInstall(context.Background(), specFor(t, hc))
+	var ce *runtime.ConfigError
+	assert.Assert(t, errors.As(err, &ce), "want a *runtime.ConfigError, got %T: %v", err, err)
+	assert.Check(t, is.Equal(ce.Path, "/etc/containerd/config.toml"))
+	assert.Check(t, is.Equal(ce.Key, "version"))
+	assert.Check(t, is.ErrorContains(err, "only from a version 3 config"))
+	assert.Check(t, is.DeepEqual(hosttest.Snapshot(t, host), before))
 }
 
 func TestBadConfigs(t *testing.T) {

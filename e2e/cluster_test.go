@@ -590,10 +590,18 @@ func TestClusterQuickStart(t *testing.T) {
 			t.Errorf("RuntimeClass %s left behind", kind)
 		}
 	}
-	if pods := k.pods(t, "kube-system", "app.kubernetes.io/name=kata-deploy"); len(pods) > 0 {
-		t.Errorf("kata-deploy pods left behind: %s", podSummary(pods))
-	}
+	k.waitNoKataDeployPods(t)
 	k.assertBystanders(t, bystanders, "the removal (runtime and kubelet restarts)")
+}
+
+// waitNoKataDeployPods waits until the garbage collector has removed the pods of the
+// deleted DaemonSets (kubectl delete returns before it has).
+func (k *kube) waitNoKataDeployPods(t *testing.T) {
+	t.Helper()
+	waitFor(t, 2*time.Minute, "no kata-deploy pod left", func() (bool, string) {
+		pods := k.pods(t, "kube-system", "app.kubernetes.io/name=kata-deploy")
+		return len(pods) == 0, podSummary(pods)
+	})
 }
 
 // assertBystanders checks that the bystander containers are the same processes.

@@ -78,9 +78,7 @@ func TestClusterHelm(t *testing.T) {
 			}
 		}
 	}
-	if pods := k.pods(t, "kube-system", "app.kubernetes.io/name=kata-deploy"); len(pods) > 0 {
-		t.Errorf("kata-deploy pods left behind: %s", podSummary(pods))
-	}
+	k.waitNoKataDeployPods(t)
 }
 
 // waitKataRuntime waits until every node's kata-runtime label is want.

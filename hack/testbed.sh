@@ -264,10 +264,11 @@ build_standin_shim() {
 	prepare containerd || die "stand-in shim: go get failed, log: $CACHE/logs/containerd.prepare.log"
 	(
 		go_env
-		cd "$W_containerd" && mkdir -p cmd/standin-shim && cp "$STANDIN_SRC" cmd/standin-shim/main.go &&
+		local main=$W_containerd/cmd/standin-shim/main.go
+		cd "$W_containerd" && mkdir -p "$(dirname "$main")" && cp "$STANDIN_SRC" "$main" &&
 			# Naming the file builds it despite its `//go:build ignore`.
 			CGO_ENABLED=0 go build -trimpath -o "$STANDIN_SHIM.tmp" \
-				-ldflags "-s -w -X $CTRD_MOD/version.Version=$CONTAINERD_VERSION-kata-standin" ./cmd/standin-shim/main.go
+				-ldflags "-s -w -X $CTRD_MOD/version.Version=$CONTAINERD_VERSION-kata-standin" "$main"
 	) >"$CACHE/logs/standin-shim.log" 2>&1 || {
 		tail -n 40 "$CACHE/logs/standin-shim.log" >&2
 		die "stand-in shim: build failed, log: $CACHE/logs/standin-shim.log"
