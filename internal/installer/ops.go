@@ -64,8 +64,12 @@ func (c *Config) Install(ctx context.Context) (state nodelabel.KataState, err er
 	// The record goes first, so that whatever happens next, the node says
 	// what may be on it and where.
 	rec := c.newRecord(t, prev)
-	if err := c.saveRecord(root, rec, noderecord.Installing); err != nil {
-		return "", err
+	// A re-run over the same install leaves its record as it is: the
+	// record already says what may be on the node and where.
+	if rec.State = noderecord.Installed; prev == nil || !noderecord.Equivalent(prev, rec) {
+		if err := c.saveRecord(root, rec, noderecord.Installing); err != nil {
+			return "", err
+		}
 	}
 	rep, err := artifacts.Install(ctx, c.HostRoot, c.Payload, c.artifactOptions()...)
 	if err != nil {

@@ -1,6 +1,7 @@
 package noderecord
 
 import (
+	"bytes"
 	"encoding/json"
 	"errors"
 	"fmt"
@@ -179,9 +180,34 @@ func LoadAll(root *hostfs.Root) ([]*Record, error) {
 	return out, nil
 }
 
+// Equivalent reports whether a and b describe the same install in the same
+// state, whenever they were written.
+func Equivalent(a, b *Record) bool {
+	if a == nil || b == nil {
+		return a == b
+	}
+	x, y := *a, *b
+	x.Updated, y.Updated = time.Time{}, time.Time{}
+	xj, err1 := json.Marshal(x)
+	yj, err2 := json.Marshal(y)
+	return err1 == nil && err2 == nil && bytes.Equal(xj, yj)
+}
+
 // Save writes r atomically, making Dir (and remembering which directories
-// it made) when needed. now is the time recorded as the last update.
+// it made) when needed. now is the time recorded as the last update. A
+// record the node already holds, in the same state, is not written again:
+// a run that changes nothing writes nothing.
 func Save(root *hostfs.Root, r *Record, now time.Time) error {
+	if cur, err := Load(root, r.Suffix); err == nil && cur != nil {
+		r.Version = Version
+		if len(r.StateDirs) == 0 {
+			r.StateDirs = cur.StateDirs
+		}
+		if Equivalent(cur, r) {
+			r.Updated = cur.Updated
+			return nil
+		}
+	}
 	root.RemoveTemps(PathFor(r.Suffix))
 	made, err := root.MkdirAll(Dir, 0o700)
 	if err != nil {

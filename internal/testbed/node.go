@@ -127,6 +127,7 @@ type Node struct {
 	root           string // the overlay mount nspawn boots
 	logDir         string
 	nspawn         *daemon
+	cgroups        []string // the node's own cgroup in each hierarchy
 	pid            int
 	runtimeVersion string
 }
@@ -214,7 +215,21 @@ func (n *Node) boot(layer string, o nodeOptions) error {
 	} else {
 		args = append(args, "--boot")
 	}
-	cmd := exec.Command("systemd-nspawn", args...)
+	var err error
+	if n.cgroups, err = makeNodeCgroups(filepath.Base(n.dir)); err != nil {
+		return err
+	}
+	if err := os.WriteFile(filepath.Join(n.dir, "cgroups"), []byte(strings.Join(n.cgroups, "\n")+"\n"), 0o644); err != nil {
+		return fmt.Errorf("node cgroups file: %w", err)
+	}
+	// nspawn starts in the node's own cgroups (cgroup v1 has no way to start a
+	// process in another cgroup but to move it first): the shell joins each, then
+	// becomes nspawn.
+	join := []string{"-c", `while [ "$1" != -- ]; do echo $$ > "$1" || exit 1; shift; done; shift; exec "$@"`, "sh"}
+	for _, d := range n.cgroups {
+		join = append(join, filepath.Join(d, "cgroup.procs"))
+	}
+	cmd := exec.Command("/bin/sh", append(append(join, "--", "systemd-nspawn"), args...)...)
 	cmd.Env = []string{"PATH=/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bin", "SYSTEMD_LOG_LEVEL=warning"}
 	// SIGTERM makes nspawn power the node off cleanly if the test binary dies.
 	d, err := startDaemon("systemd-nspawn "+n.name, cmd, filepath.Join(n.logDir, "console.log"), syscall.SIGTERM)
@@ -492,6 +507,9 @@ func (n *Node) stop() error {
 			errs = append(errs, err)
 		}
 	}
+	if err := removeCgroups(n.cgroups); err != nil {
+		errs = append(errs, err)
+	}
 	if err := removeNodeDir(n.dir); err != nil {
 		errs = append(errs, err)
 	}
@@ -557,6 +575,11 @@ func sweepStaleNodes(t testing.TB, base string) {
 			if pid > 0 && strings.TrimSpace(string(comm)) == "systemd-nspawn" {
 				_ = syscall.Kill(pid, syscall.SIGKILL)
 				time.Sleep(500 * time.Millisecond)
+			}
+		}
+		if b, err := os.ReadFile(filepath.Join(dir, "cgroups")); err == nil {
+			if err := removeCgroups(strings.Fields(string(b))); err != nil {
+				t.Logf("testbed: stale node %s: %v", dir, err)
 			}
 		}
 		if err := removeNodeDir(dir); err != nil {
