@@ -59,7 +59,8 @@ func WithSocket(path string) Option {
 	return func(o *options) { o.socket = path }
 }
 
-// WithLogger logs what the client does to l; the default discards.
+// WithLogger logs what the client does to l; the default, and nil,
+// discard it.
 func WithLogger(l *slog.Logger) Option {
 	return func(o *options) {
 		if l != nil {
