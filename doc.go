@@ -5,7 +5,7 @@
 //
 //   - runtime: the shared vocabulary: Kata runtime handlers, install modes,
 //     container runtime detection, and the Plan type every config engine returns.
-//   - containerd: registers Kata handlers with containerd (config versions 1-3,
+//   - containerd: registers Kata handlers with containerd (config versions 1-4,
 //     k3s, rke2, k0s, microk8s) without rewriting the user's file.
 //   - crio: registers Kata handlers with CRI-O through a drop-in.
 //   - artifacts: installs the Kata payload under a host root, atomically.

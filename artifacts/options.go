@@ -75,7 +75,7 @@ func WithPrefix(prefix string) Option { return func(c *config) { c.prefix = pref
 // WithSuffix names a side-by-side installation: <prefix>/kata-<suffix>.
 func WithSuffix(suffix string) Option { return func(c *config) { c.suffix = suffix } }
 
-// WithLogger sends progress to l; the default discards it.
+// WithLogger sends progress to l; the default, and nil, discard it.
 func WithLogger(l *slog.Logger) Option {
 	return func(c *config) {
 		if l != nil {

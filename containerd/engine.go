@@ -49,12 +49,23 @@ type Option func(*Engine)
 // for k0s, its drop-in directory) instead of the variant's usual one.
 func WithConfigPath(p string) Option { return func(e *Engine) { e.configPath = path.Clean(p) } }
 
-// WithName sets the name the engine's files and marks carry, so that two
-// independent installs can share a host ("kata-deploy" by default).
+// WithName sets the name the engine's files, marks and journal carry, so
+// that two independent installs can share a host ("kata-deploy" by
+// default). Each install on a node needs a name of its own: PlanInstall
+// refuses one whose handlers differ from those the name's journal
+// records. New refuses a name that is not safe in a file name (1 to 64
+// letters, digits, '.', '_' and '-').
 func WithName(name string) Option { return func(e *Engine) { e.name = name } }
 
-// WithLogger sets where the engine logs (nowhere by default).
-func WithLogger(l *slog.Logger) Option { return func(e *Engine) { e.log = l } }
+// WithLogger sets where the engine logs (nowhere by default; nil also
+// means nowhere).
+func WithLogger(l *slog.Logger) Option {
+	return func(e *Engine) {
+		if l != nil {
+			e.log = l
+		}
+	}
+}
 
 // New returns an engine for the host whose root directory is hostRoot,
 // running containerd of the given variant and version (as the Node reports
@@ -71,6 +82,9 @@ func New(hostRoot string, variant runtime.Variant, version runtime.Version, opts
 		log: slog.New(slog.NewTextHandler(io.Discard, nil))}
 	for _, o := range opts {
 		o(e)
+	}
+	if err := journal.CheckName(e.name); err != nil {
+		return nil, fmt.Errorf("containerd engine: %w", err)
 	}
 	if e.configPath == "" {
 		e.configPath = DefaultConfigPath(variant)
@@ -115,10 +129,14 @@ func (e *Engine) journalName() string {
 
 func (e *Engine) dropInName() string { return e.name + ".toml" }
 
+// ID names the engine in the plans it makes (runtime.Plan.Engine):
+// "containerd/<name>".
+func (e *Engine) ID() string { return "containerd/" + e.name }
+
 // PlanInstall returns the changes that register spec's handlers.
 func (e *Engine) PlanInstall(ctx context.Context, spec runtime.Spec) (*runtime.Plan, error) {
-	if len(spec.Handlers) == 0 {
-		return nil, errors.New("containerd: no handlers to register")
+	if err := spec.Validate(); err != nil {
+		return nil, fmt.Errorf("containerd: %w", err)
 	}
 	if spec.Mode == runtime.ModeUntrusted && e.version.Major >= 2 {
 		return nil, fmt.Errorf("containerd %s no longer routes pods annotated io.kubernetes.cri.untrusted-workload to a separate runtime (removed in 2.0): use --mode=%s and runtimeClassName: %s",
@@ -133,6 +151,9 @@ func (e *Engine) PlanInstall(ctx context.Context, spec runtime.Spec) (*runtime.P
 	}
 	j, err := journal.Load(e.root, e.journalName())
 	if err != nil {
+		return nil, err
+	}
+	if err := j.CheckInstall(spec.Handlers, "containerd.WithName"); err != nil {
 		return nil, err
 	}
 	var f files
@@ -162,7 +183,7 @@ func (e *Engine) PlanInstall(ctx context.Context, spec runtime.Spec) (*runtime.P
 			return nil, err
 		}
 	}
-	plan := &runtime.Plan{Kind: runtime.Install, Changes: f.changes}
+	plan := &runtime.Plan{Kind: runtime.Install, Engine: e.ID(), Handlers: handlerNames(spec), Changes: f.changes}
 	// A file or link an earlier install wrote that this one no longer
 	// uses (say, containerd was upgraded and the strategy changed, or no
 	// longer needs shim links) is undone.
@@ -198,11 +219,29 @@ func (e *Engine) PlanUninstall(ctx context.Context) (*runtime.Plan, error) {
 	if err != nil {
 		return nil, err
 	}
-	return journal.PlanUninstall(ctx, e.root, j, e.takeOut)
+	plan, err := journal.PlanUninstall(ctx, e.root, j, e.takeOut)
+	if err != nil {
+		return nil, err
+	}
+	plan.Engine = e.ID()
+	return plan, nil
 }
 
-// Apply carries out a plan made by this engine.
+func handlerNames(spec runtime.Spec) []string {
+	names := make([]string, len(spec.Handlers))
+	for i, h := range spec.Handlers {
+		names[i] = h.Name
+	}
+	return names
+}
+
+// Apply carries out a plan made by this engine: one another engine made
+// is a *runtime.ForeignPlanError, and nothing is written once ctx has
+// ended.
 func (e *Engine) Apply(ctx context.Context, p *runtime.Plan) error {
+	if err := journal.CheckPlan(p, e.ID()); err != nil {
+		return err
+	}
 	for _, c := range p.Changes {
 		if c.Target != "" {
 			e.log.Info("containerd shim link", "op", c.Op.String(), "path", c.Path, "target", c.Target, "why", c.Why)

@@ -128,7 +128,8 @@ func TestShimLinkUninstallLeavesUserChanges(t *testing.T) {
 }
 
 // failAfter is a context that ends after n checks of Err: Apply checks it
-// before each change, so it stops an apply part-way, as a failure would.
+// once before it writes anything and then before each change, so it stops
+// an apply part-way, as a failure would.
 type failAfter struct {
 	context.Context
 	n int
@@ -154,7 +155,7 @@ func TestShimLinkFailedApplyLeavesNothing(t *testing.T) {
 		assert.NilError(t, err)
 		assert.Assert(t, len(plan.Changes) == 4) // the config and three links
 
-		err = e.Apply(&failAfter{Context: ctx, n: changes}, plan)
+		err = e.Apply(&failAfter{Context: ctx, n: changes + 1}, plan)
 		assert.Check(t, errors.Is(err, context.Canceled), "after %d changes: %v", changes, err)
 		after := hosttest.Snapshot(t, host)
 		for p := range after {

@@ -48,12 +48,23 @@ func WithConfigDir(dir string) Option { return func(e *Engine) { e.configDir = p
 // WithConfigFile sets CRI-O's main config file (DefaultConfigFile if not set).
 func WithConfigFile(p string) Option { return func(e *Engine) { e.configFile = path.Clean(p) } }
 
-// WithName sets the name the engine's drop-in carries, so that two
-// independent installs can share a host ("kata-deploy" by default).
+// WithName sets the name the engine's drop-in and journal carry, so that
+// two independent installs can share a host ("kata-deploy" by default).
+// Each install on a node needs a name of its own: PlanInstall refuses one
+// whose handlers differ from those the name's journal records. New
+// refuses a name that is not safe in a file name (1 to 64 letters, digits,
+// '.', '_' and '-').
 func WithName(name string) Option { return func(e *Engine) { e.name = name } }
 
-// WithLogger sets where the engine logs (nowhere by default).
-func WithLogger(l *slog.Logger) Option { return func(e *Engine) { e.log = l } }
+// WithLogger sets where the engine logs (nowhere by default; nil also
+// means nowhere).
+func WithLogger(l *slog.Logger) Option {
+	return func(e *Engine) {
+		if l != nil {
+			e.log = l
+		}
+	}
+}
 
 // New returns an engine for the host whose root directory is hostRoot,
 // running CRI-O of the given version.
@@ -67,6 +78,9 @@ func New(hostRoot string, version runtime.Version, opts ...Option) (*Engine, err
 	for _, o := range opts {
 		o(e)
 	}
+	if err := journal.CheckName(e.name); err != nil {
+		return nil, fmt.Errorf("crio engine: %w", err)
+	}
 	return e, nil
 }
 
@@ -78,6 +92,10 @@ func (e *Engine) DropInPath() string { return path.Join(e.configDir, "99-"+e.nam
 // what it created and the former bytes of what it edited.
 func (e *Engine) JournalPath() string { return journal.PathFor(e.journalName()) }
 
+// ID names the engine in the plans it makes (runtime.Plan.Engine):
+// "crio/<name>".
+func (e *Engine) ID() string { return "crio/" + e.name }
+
 func (e *Engine) journalName() string {
 	if e.name == "kata-deploy" {
 		return "crio"
@@ -87,12 +105,19 @@ func (e *Engine) journalName() string {
 
 // PlanInstall returns the changes that register spec's handlers.
 func (e *Engine) PlanInstall(ctx context.Context, spec runtime.Spec) (*runtime.Plan, error) {
-	if len(spec.Handlers) == 0 {
-		return nil, errors.New("crio: no handlers to register")
+	if err := spec.Validate(); err != nil {
+		return nil, fmt.Errorf("crio: %w", err)
 	}
 	if spec.Mode == runtime.ModeUntrusted {
 		return nil, fmt.Errorf("CRI-O %s has no untrusted workload runtime (runtime_untrusted_workload and the io.kubernetes.cri-o.TrustedSandbox annotation were removed in CRI-O 1.14): use --mode=%s and runtimeClassName: %s",
 			e.version, runtime.ModeRuntimeClass, spec.Handlers[0].Name)
+	}
+	j, err := journal.Load(e.root, e.journalName())
+	if err != nil {
+		return nil, err
+	}
+	if err := j.CheckInstall(spec.Handlers, "crio.WithName"); err != nil {
+		return nil, err
 	}
 	if err := e.checkConflicts(ctx, spec); err != nil {
 		return nil, err
@@ -104,7 +129,11 @@ func (e *Engine) PlanInstall(ctx context.Context, spec runtime.Spec) (*runtime.P
 	if err != nil {
 		return nil, err
 	}
-	plan := &runtime.Plan{Kind: runtime.Install}
+	names := make([]string, len(spec.Handlers))
+	for i, h := range spec.Handlers {
+		names[i] = h.Name
+	}
+	plan := &runtime.Plan{Kind: runtime.Install, Engine: e.ID(), Handlers: names}
 	current, err := e.root.ReadFileLimit(p, tomltext.MaxConfigSize)
 	switch {
 	case errors.Is(err, fs.ErrNotExist):
@@ -127,13 +156,23 @@ func (e *Engine) PlanUninstall(ctx context.Context) (*runtime.Plan, error) {
 	if err != nil {
 		return nil, err
 	}
-	return journal.PlanUninstall(ctx, e.root, j, func(context.Context, string, []byte, *journal.File) (*journal.Surgery, error) {
+	plan, err := journal.PlanUninstall(ctx, e.root, j, func(context.Context, string, []byte, *journal.File) (*journal.Surgery, error) {
 		return nil, fmt.Errorf("crio engine edits no file it did not create")
 	})
+	if err != nil {
+		return nil, err
+	}
+	plan.Engine = e.ID()
+	return plan, nil
 }
 
-// Apply carries out a plan made by this engine.
+// Apply carries out a plan made by this engine: one another engine made
+// is a *runtime.ForeignPlanError, and nothing is written once ctx has
+// ended.
 func (e *Engine) Apply(ctx context.Context, p *runtime.Plan) error {
+	if err := journal.CheckPlan(p, e.ID()); err != nil {
+		return err
+	}
 	for _, c := range p.Changes {
 		e.log.Info("crio config", "op", c.Op.String(), "path", c.Path, "why", c.Why)
 	}

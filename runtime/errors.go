@@ -1,6 +1,7 @@
 package runtime
 
 import (
+	"errors"
 	"fmt"
 	"strings"
 )
@@ -29,4 +30,40 @@ func (e *ConfigError) Error() string {
 	return b.String()
 }
 
+// Unwrap returns the cause.
 func (e *ConfigError) Unwrap() error { return e.Err }
+
+// ErrStalePlan matches a *StalePlanError with errors.Is.
+var ErrStalePlan = errors.New("plan is stale")
+
+// StalePlanError says a host path no longer holds what a plan saw when it
+// was made: someone changed it since, so applying would overwrite their
+// change. Nothing was written; make the plan again. Both config engines
+// return it from Apply.
+type StalePlanError struct {
+	Path string // host path
+}
+
+func (e *StalePlanError) Error() string {
+	return e.Path + " changed since the plan was made; plan again"
+}
+
+// Is makes errors.Is(err, ErrStalePlan) true.
+func (e *StalePlanError) Is(target error) bool { return target == ErrStalePlan }
+
+// ForeignPlanError says Apply was given a plan that another engine made
+// (or one no engine made): a plan holds the edits of one runtime's config
+// with one engine's name, and applying it elsewhere would write files that
+// engine's journal does not know. Nothing was written.
+type ForeignPlanError struct {
+	Made    string // the engine that made the plan, "" if none
+	Applier string // the engine asked to apply it
+}
+
+func (e *ForeignPlanError) Error() string {
+	made := e.Made
+	if made == "" {
+		made = "no engine"
+	}
+	return fmt.Sprintf("the plan was made by %s, not by %s: apply a plan with the engine that made it", made, e.Applier)
+}

@@ -1,6 +1,7 @@
 package runtime
 
 import (
+	"errors"
 	"fmt"
 	"path"
 	"strings"
@@ -100,9 +101,13 @@ type handlerConfig struct {
 }
 
 // WithPrefix sets the host directory Kata is installed under
-// (DefaultPrefix if not set).
+// (DefaultPrefix if not set). It must be an absolute host path: Handlers
+// refuses a relative one, which would give relative shim paths. Give the
+// payload the same prefix (artifacts.WithPrefix), or build the handlers
+// from the payload's report (artifacts.Report.Handlers), which cannot
+// disagree with it.
 func WithPrefix(prefix string) HandlerOption {
-	return func(c *handlerConfig) { c.prefix = path.Clean(prefix) }
+	return func(c *handlerConfig) { c.prefix = prefix }
 }
 
 // WithSuffix names a second, independent install: files under
@@ -139,7 +144,10 @@ func Handlers(shims []string, opts ...HandlerOption) ([]Handler, error) {
 	if c.suffix != "" && !validName(c.suffix) {
 		return nil, fmt.Errorf("install suffix %q: want lower-case letters, digits and '-'", c.suffix)
 	}
-	root := path.Join(c.prefix, withSuffix("kata", c.suffix))
+	if !path.IsAbs(c.prefix) {
+		return nil, fmt.Errorf("install prefix %q: want an absolute host path, e.g. %s", c.prefix, DefaultPrefix)
+	}
+	root := path.Join(path.Clean(c.prefix), withSuffix("kata", c.suffix))
 	seen := map[string]bool{}
 	var out []Handler
 	var def *Handler
@@ -168,7 +176,60 @@ func Handlers(shims []string, opts ...HandlerOption) ([]Handler, error) {
 	def.Name = withSuffix(DefaultHandlerName, c.suffix)
 	def.RuntimeType = "io.containerd." + def.Name + ".v2"
 	def.PodAnnotations = append([]string(nil), def.PodAnnotations...)
-	return append([]Handler{*def}, out...), nil
+	out = append([]Handler{*def}, out...)
+	for _, h := range out {
+		if err := CheckHandlerName(h.Name); err != nil {
+			return nil, fmt.Errorf("%w: use a shorter install suffix", err)
+		}
+	}
+	return out, nil
+}
+
+// maxNameLen is a DNS label's length limit, which a RuntimeClass's handler
+// field shares.
+const maxNameLen = 63
+
+// CheckHandlerName refuses a handler name that a RuntimeClass could not
+// name or a config file could not hold safely: it must be a DNS-1123 label
+// (at most 63 lower-case letters, digits and '-', starting and ending with
+// a letter or digit), as Kubernetes requires of RuntimeClass handlers.
+func CheckHandlerName(name string) error {
+	if len(name) > maxNameLen || !validName(name) {
+		return fmt.Errorf("handler name %q: want a DNS-1123 label (at most %d lower-case letters, digits and '-', starting and ending with a letter or digit)", name, maxNameLen)
+	}
+	return nil
+}
+
+// Validate refuses a spec that no config engine could register correctly:
+// no handlers, a handler name that is not a DNS-1123 label (see
+// CheckHandlerName) or given twice, a shim or config path that is not an
+// absolute, clean host path, or an unknown mode. Both config engines call
+// it before planning; it helps an importer that builds handlers by hand.
+func (s Spec) Validate() error {
+	if len(s.Handlers) == 0 {
+		return errors.New("no handlers to register")
+	}
+	switch s.Mode {
+	case "", ModeRuntimeClass, ModeUntrusted:
+	default:
+		return fmt.Errorf("unknown mode %q (want %s or %s)", s.Mode, ModeRuntimeClass, ModeUntrusted)
+	}
+	seen := map[string]bool{}
+	for _, h := range s.Handlers {
+		if err := CheckHandlerName(h.Name); err != nil {
+			return err
+		}
+		if seen[h.Name] {
+			return fmt.Errorf("handler %s given twice", h.Name)
+		}
+		seen[h.Name] = true
+		for _, p := range []struct{ what, path string }{{"shim path", h.ShimPath}, {"config path", h.ConfigPath}} {
+			if !path.IsAbs(p.path) || path.Clean(p.path) != p.path {
+				return fmt.Errorf("handler %s: %s %q: want an absolute, clean host path", h.Name, p.what, p.path)
+			}
+		}
+	}
+	return nil
 }
 
 func newHandler(s Shim, root, suffix string) Handler {
@@ -238,6 +299,7 @@ func ParseMode(s string) (Mode, error) {
 type Spec struct {
 	// Handlers to register; the first is the default one (see Handlers).
 	Handlers []Handler
-	// Mode decides whether the default handler also serves untrusted workloads.
+	// Mode decides whether the default handler also serves untrusted
+	// workloads; empty means ModeRuntimeClass.
 	Mode Mode
 }

@@ -116,8 +116,17 @@ func (k PlanKind) String() string {
 // without writing anything: it can be printed, compared and tested before
 // it is applied.
 type Plan struct {
-	Kind    PlanKind
-	Changes []FileChange
+	Kind PlanKind
+	// Engine names the engine that made the plan, e.g.
+	// "containerd/kata-deploy" (its runtime and its name). Apply refuses a
+	// plan another engine made with a *ForeignPlanError.
+	Engine string
+	// Handlers are, for an install plan, the names of the handlers it
+	// registers, the default one first. The engine records them, so that
+	// another install under the same engine name is refused rather than
+	// silently replacing them.
+	Handlers []string
+	Changes  []FileChange
 	// Notes are things an admin should know that are not file changes,
 	// such as a user edit that uninstall had to work around.
 	Notes []string
@@ -165,7 +174,9 @@ type ConfigEngine interface {
 	// engine applied on the host: files it created are removed and files
 	// it edited get back their exact former bytes.
 	PlanUninstall(ctx context.Context) (*Plan, error)
-	// Apply carries out a plan. It checks every file still holds what the
-	// plan saw, and on any failure puts back what it had already changed.
+	// Apply carries out a plan this engine made (another's is a
+	// *ForeignPlanError). It writes nothing once ctx has ended, checks
+	// every file still holds what the plan saw (else a *StalePlanError),
+	// and on any failure puts back what it had already changed.
 	Apply(ctx context.Context, p *Plan) error
 }

@@ -105,9 +105,13 @@ func (v Variant) KubeletUnit() string {
 	return v.RuntimeUnit()
 }
 
-// FS is the read access to a host root that detection needs; hostfs and
-// os.DirFS both fit. Paths are host paths without the leading slash, as
-// io/fs requires.
+// FS is the read access to a host root that detection needs: an
+// io/fs.StatFS whose names are host paths without the leading slash, as
+// io/fs requires (e.g. "etc/systemd/system/k3s.service"). Build one for a
+// host root directory with artifacts.HostFS, which resolves symlinks as the
+// host does, inside the root; os.DirFS(hostRoot) also fits, but resolves an
+// absolute symlink on this machine instead of on the host. Tests can use a
+// testing/fstest.MapFS.
 type FS = fs.StatFS
 
 // Evidence is one file that points to a variant.
@@ -184,7 +188,8 @@ func signaturePaths(kind Kind) []string {
 }
 
 // DetectVariant finds how the container runtime is packaged on the host
-// whose root is hostRoot. kind, when not empty, narrows the search to one
+// whose root file system hostRoot reads (see FS; artifacts.HostFS builds
+// one from a directory such as "/host"). kind, when not empty, narrows the search to one
 // runtime family (from the Node's reported runtime). A distribution that
 // embeds containerd wins over a stand-alone containerd.service, which such
 // hosts often carry unused; any other combination is an *AmbiguousError,

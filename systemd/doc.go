@@ -8,9 +8,13 @@
 // host's PID namespace or in a child of it, which is where a privileged
 // DaemonSet pod with the host root mounted sits.
 //
-// Every call takes a context. A restart waits for systemd's job result:
-// "done" is success, anything else is a *UnitError that names the unit, the
-// job result and the state the unit was left in. RestartIfNeeded skips the
+// Every call takes a context. A restart waits for systemd's job result.
+// "done" is success. A restart that leaves the unit failed (systemd's start
+// limit counts restarts asked for over D-Bus) is reset, as "systemctl
+// reset-failed" does, and tried once more; a failed restart that systemd's
+// own automatic restart (Restart=) then brings up counts as success. Any
+// other outcome is a *UnitError that names the unit, the job result and the
+// state the unit was left in (see Client.Restart). RestartIfNeeded skips the
 // restart when the unit became active after its configuration was last
 // written, so an installer killed by its own restart and started again
 // converges without restarting the runtime a second time.

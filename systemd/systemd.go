@@ -59,7 +59,8 @@ func WithSocket(path string) Option {
 	return func(o *options) { o.socket = path }
 }
 
-// WithLogger logs what the client does to l; the default discards.
+// WithLogger logs what the client does to l; the default, and nil,
+// discard it.
 func WithLogger(l *slog.Logger) Option {
 	return func(o *options) {
 		if l != nil {
@@ -244,10 +245,29 @@ func unitErr(unit, op, result string, st UnitStatus, err error) *UnitError {
 }
 
 // Restart restarts the unit (starting it if it is stopped) and waits for
-// systemd's job result. On "done" it returns the unit's state afterwards.
-// Any other result, a missing or unloadable unit, or the end of ctx is a
-// *UnitError that carries the unit's state afterwards. When ctx ends first
-// the job keeps running in systemd; only the wait is abandoned.
+// systemd's job result, in these steps:
+//
+//  1. A unit systemd does not know, or cannot load, is a *UnitError
+//     (ErrUnitNotFound, ErrUnitNotLoaded) and nothing is restarted.
+//  2. A start, stop or reload someone else queued is waited for, up to 10 s;
+//     after that the restart goes ahead anyway.
+//  3. A restart job is queued (mode "replace") and its result awaited.
+//  4. If the result is not "done" and the unit is left in the failed state
+//     (typically systemd's start limit, which counts restarts asked for
+//     over D-Bus), its failed state and start limit are reset, as
+//     "systemctl reset-failed" does, and the restart is tried once more.
+//  5. If the result is still not "done" but systemd scheduled an automatic
+//     restart of its own (Restart= in the unit, shown as
+//     activating/auto-restart), that one attempt is waited for, up to 15 s:
+//     if it brings the unit up after the restart began, Restart returns
+//     success with the unit's state.
+//
+// Success is a "done" job (or a successful automatic restart), and the
+// unit's state afterwards is returned. Anything else, including a failed
+// reset-failed and the end of ctx, is a *UnitError wrapping ErrJobFailed or
+// the cause, with the job result and the state the unit was left in. When
+// ctx ends first the job keeps running in systemd; only the wait is
+// abandoned.
 func (c *Client) Restart(ctx context.Context, unit string) (UnitStatus, error) {
 	before, err := c.status(ctx, unit)
 	if err != nil {
@@ -319,8 +339,6 @@ func (c *Client) restartJob(ctx context.Context, unit string) (string, error) {
 	}
 }
 
-// leftFailed reports whether the unit is in the failed state (not, say,
-// waiting for an automatic restart).
 // autoRestartWait bounds how long a failed restart waits for systemd's own
 // automatic restart (Restart= in the unit; containerd's and CRI-O's units
 // wait 5 s before it).
@@ -370,6 +388,8 @@ func (c *Client) autoRestarted(ctx context.Context, unit string, since time.Time
 	return st, false
 }
 
+// leftFailed reports whether the unit is in the failed state (not, say,
+// waiting for an automatic restart).
 func (c *Client) leftFailed(ctx context.Context, unit string) bool {
 	st, err := c.status(ctx, unit)
 	return err == nil && st.ActiveState == "failed"

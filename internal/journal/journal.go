@@ -58,6 +58,10 @@ type Journal struct {
 	Links map[string]string `json:"links,omitempty"`
 	// StateDirs are directories made to hold the journal itself.
 	StateDirs []string `json:"stateDirs,omitempty"`
+	// Handlers are the handlers the last install registered, the default
+	// one first: another install under the same engine name is refused
+	// (see CheckInstall).
+	Handlers []string `json:"handlers,omitempty"`
 }
 
 // PathFor returns the host path of an engine's journal.
@@ -314,21 +318,70 @@ func PlanUninstall(ctx context.Context, root *hostfs.Root, j *Journal, surgeon S
 }
 
 // ChangedError says a file no longer holds what a plan saw; the plan is
-// stale and must be made again.
-type ChangedError struct {
-	Path string
+// stale and must be made again. It is the public runtime.StalePlanError.
+type ChangedError = runtime.StalePlanError
+
+// CheckName refuses an engine name that is not safe in the file names it
+// becomes (the journal, drop-ins): 1 to 64 letters, digits, '.', '_' and
+// '-', starting with a letter or digit.
+func CheckName(name string) error {
+	ok := name != "" && len(name) <= 64
+	for i, r := range name {
+		alnum := r >= 'a' && r <= 'z' || r >= 'A' && r <= 'Z' || r >= '0' && r <= '9'
+		if !alnum && (i == 0 || !strings.ContainsRune("._-", r)) {
+			ok = false
+		}
+	}
+	if !ok {
+		return fmt.Errorf("engine name %q: want 1 to 64 letters, digits, '.', '_' and '-', starting with a letter or digit", name)
+	}
+	return nil
 }
 
-func (e *ChangedError) Error() string {
-	return e.Path + " changed since the plan was made; plan again"
+// CheckInstall refuses to plan an install whose default handler is not the
+// one the journal records: another install, under the same engine name,
+// whose tables the plan would replace without a word. fix says how to give
+// this install an engine name of its own (e.g. "containerd.WithName").
+func (j *Journal) CheckInstall(handlers []runtime.Handler, fix string) error {
+	if len(j.Handlers) == 0 || len(handlers) == 0 || j.Empty() || j.Handlers[0] == handlers[0].Name {
+		return nil
+	}
+	return fmt.Errorf("%s records another install under this engine name (handlers %s): installing handlers %s with it would replace them; give each install its own engine name (%s), or uninstall the other first",
+		PathFor(j.Engine), strings.Join(j.Handlers, ", "), handlerNames(handlers), fix)
 }
 
-// Apply carries out plan for engine on the host. It first checks that
-// every file still holds what the plan saw, then records the plan in the
+func handlerNames(hs []runtime.Handler) string {
+	names := make([]string, len(hs))
+	for i, h := range hs {
+		names[i] = h.Name
+	}
+	return strings.Join(names, ", ")
+}
+
+// CheckPlan refuses a plan that engine id did not make.
+func CheckPlan(p *runtime.Plan, id string) error {
+	if p == nil {
+		return errors.New("no plan to apply")
+	}
+	if p.Engine != id {
+		return &runtime.ForeignPlanError{Made: p.Engine, Applier: id}
+	}
+	return nil
+}
+
+// Apply carries out plan for engine on the host. It writes nothing once
+// ctx has ended. It first checks that every file still holds what the plan
+// saw, then records the plan in the
 // journal, then makes the changes in order; if one fails, it puts back
 // those already made. Applying an uninstall plan ends by deleting the
 // journal.
 func Apply(ctx context.Context, root *hostfs.Root, engine string, plan *runtime.Plan) error {
+	// Nothing, not even the journal, is written once ctx has ended: a
+	// journal saved for changes never made would date a config write
+	// (LastWrite) that did not happen.
+	if err := ctx.Err(); err != nil {
+		return err
+	}
 	// A run killed while writing the journal left its temporary; this run
 	// may have nothing to write (its plan is empty), so clear it here.
 	root.RemoveTemps(PathFor(engine))
@@ -461,6 +514,9 @@ func checkPrecondition(root *hostfs.Root, c runtime.FileChange, removedLinks map
 // record adds what an install plan will do to the journal and saves it, so
 // the journal is on disk before the first change.
 func record(root *hostfs.Root, j *Journal, plan *runtime.Plan) error {
+	if len(plan.Handlers) > 0 {
+		j.Handlers = plan.Handlers
+	}
 	for _, c := range plan.Changes {
 		if c.Path == Dir || strings.HasPrefix(c.Path, Dir+"/") {
 			// A copy saved for the user (see PlanUninstall) is theirs.

@@ -1,0 +1,91 @@
+package artifacts_test
+
+import (
+	"context"
+	"os"
+	"path/filepath"
+	"testing"
+
+	"gotest.tools/v3/assert"
+	is "gotest.tools/v3/assert/cmp"
+
+	"github.com/kata-deploy/kata-deploy/artifacts"
+	kataruntime "github.com/kata-deploy/kata-deploy/runtime"
+)
+
+func smallPayload(t *testing.T) string {
+	t.Helper()
+	payload := t.TempDir()
+	for name, content := range map[string]string{
+		"opt/kata/bin/containerd-shim-kata-v2":                            "shim",
+		"opt/kata/share/defaults/kata-containers/configuration-qemu.toml": "[hypervisor.qemu]\n",
+		"opt/kata/share/defaults/kata-containers/configuration-clh.toml":  "[hypervisor.clh]\n",
+	} {
+		p := filepath.Join(payload, name)
+		assert.NilError(t, os.MkdirAll(filepath.Dir(p), 0o755))
+		assert.NilError(t, os.WriteFile(p, []byte(content), 0o755))
+	}
+	return payload
+}
+
+// The handlers come from where the payload is: an importer gives the
+// prefix and suffix once, to artifacts, and the config cannot point
+// elsewhere.
+func TestReportHandlersFollowThePayload(t *testing.T) {
+	ctx := context.Background()
+	host := t.TempDir()
+	rep, err := artifacts.Plan(ctx, host, smallPayload(t), artifacts.WithPrefix("/usr/local"), artifacts.WithSuffix("canary"))
+	assert.NilError(t, err)
+	hs, err := rep.Handlers([]string{"qemu", "clh"}, kataruntime.WithDefaultShim("clh"), kataruntime.WithPrefix("/opt"))
+	assert.NilError(t, err)
+	assert.Check(t, is.Equal(hs[0].Name, "kata-canary"))
+	assert.Check(t, is.Equal(hs[0].Shim, "clh"))
+	for _, h := range hs {
+		assert.Check(t, is.Equal(h.ShimPath, "/usr/local/kata-canary/bin/containerd-shim-kata-v2"))
+		assert.Check(t, is.Equal(h.ConfigPath, rep.Shims[h.Shim]))
+	}
+	_, err = rep.Handlers([]string{"qemu", "fc"})
+	assert.Check(t, is.ErrorContains(err, "has no Kata config for shim fc (it has: clh, qemu)"))
+}
+
+// Handlers built by hand without the payload's prefix are what the README
+// once led to: the config at /opt/kata, the payload elsewhere. The report
+// refuses them.
+func TestCheckHandlersRefusesAnotherPrefix(t *testing.T) {
+	ctx := context.Background()
+	host := t.TempDir()
+	rep, err := artifacts.Install(ctx, host, smallPayload(t), artifacts.WithPrefix("/usr/local"))
+	assert.NilError(t, err)
+
+	forgot, err := kataruntime.Handlers([]string{"qemu"})
+	assert.NilError(t, err)
+	assert.Check(t, is.ErrorContains(rep.CheckHandlers(forgot), "outside the payload at /usr/local/kata"))
+
+	same, err := kataruntime.Handlers([]string{"qemu"}, kataruntime.WithPrefix("/usr/local"))
+	assert.NilError(t, err)
+	assert.Check(t, rep.CheckHandlers(same))
+	same[1].ConfigPath = "/usr/local/kata/share/defaults/kata-containers/configuration-qemu.toml"
+	assert.Check(t, is.ErrorContains(rep.CheckHandlers(same), "but the payload put shim qemu's at"))
+}
+
+// HostFS resolves an absolute symlink inside the host root, as the host
+// does, so detection sees the host's unit file rather than this machine's.
+func TestHostFSForDetection(t *testing.T) {
+	host := t.TempDir()
+	unit := filepath.Join(host, "usr/lib/systemd/system/k3s.service")
+	assert.NilError(t, os.MkdirAll(filepath.Dir(unit), 0o755))
+	assert.NilError(t, os.WriteFile(unit, nil, 0o644))
+	link := filepath.Join(host, "etc/systemd/system/k3s.service")
+	assert.NilError(t, os.MkdirAll(filepath.Dir(link), 0o755))
+	assert.NilError(t, os.Symlink("/usr/lib/systemd/system/k3s.service", link))
+
+	fsys, err := artifacts.HostFS(host)
+	assert.NilError(t, err)
+	v, ev, err := kataruntime.DetectVariant(fsys, "")
+	assert.NilError(t, err)
+	assert.Check(t, is.Equal(v, kataruntime.VariantK3s))
+	assert.Check(t, is.Equal(ev[0].Path, "/etc/systemd/system/k3s.service"))
+
+	_, err = artifacts.HostFS(filepath.Join(host, "missing"))
+	assert.Check(t, err != nil)
+}

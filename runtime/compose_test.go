@@ -1,0 +1,83 @@
+package runtime
+
+import (
+	"errors"
+	"strings"
+	"testing"
+
+	"gotest.tools/v3/assert"
+	is "gotest.tools/v3/assert/cmp"
+)
+
+// A relative prefix would give relative shim and config paths, which a
+// container runtime resolves against its own working directory.
+func TestHandlersRefuseRelativePrefix(t *testing.T) {
+	for _, p := range []string{"opt", "./opt", "", "usr/local"} {
+		_, err := Handlers([]string{"qemu"}, WithPrefix(p))
+		assert.Check(t, is.ErrorContains(err, "want an absolute host path"), "prefix %q", p)
+	}
+	hs, err := Handlers([]string{"qemu"}, WithPrefix("/usr/local/"))
+	assert.NilError(t, err)
+	assert.Check(t, is.Equal(hs[0].ShimPath, "/usr/local/kata/bin/containerd-shim-kata-v2"))
+}
+
+func TestHandlersRefuseNameTooLong(t *testing.T) {
+	_, err := Handlers([]string{"qemu-coco-dev-runtime-rs"}, WithSuffix(strings.Repeat("a", 40)))
+	assert.Check(t, is.ErrorContains(err, "use a shorter install suffix"))
+}
+
+func TestCheckHandlerName(t *testing.T) {
+	for _, ok := range []string{"kata", "kata-qemu", "k", "a1-b2", strings.Repeat("a", 63)} {
+		assert.Check(t, CheckHandlerName(ok), ok)
+	}
+	for _, bad := range []string{"", "Kata", "kata_qemu", "-kata", "kata-", "kata.qemu", "kata qemu", "kata]\n[x", strings.Repeat("a", 64)} {
+		assert.Check(t, is.ErrorContains(CheckHandlerName(bad), "want a DNS-1123 label"), "%q", bad)
+	}
+}
+
+func TestSpecValidate(t *testing.T) {
+	good, err := Handlers([]string{"qemu", "clh"})
+	assert.NilError(t, err)
+	assert.Check(t, Spec{Handlers: good, Mode: ModeRuntimeClass}.Validate())
+	assert.Check(t, Spec{Handlers: good}.Validate(), "empty mode means runtimeclass")
+
+	with := func(edit func(*Handler)) []Handler {
+		hs := append([]Handler(nil), good...)
+		edit(&hs[1])
+		return hs
+	}
+	for _, c := range []struct {
+		name string
+		spec Spec
+		err  string
+	}{
+		{"no handlers", Spec{}, "no handlers"},
+		{"bad mode", Spec{Handlers: good, Mode: "sometimes"}, `unknown mode "sometimes"`},
+		{"bad name", Spec{Handlers: with(func(h *Handler) { h.Name = "Kata_QEMU" })}, `handler name "Kata_QEMU"`},
+		{"twice", Spec{Handlers: with(func(h *Handler) { h.Name = "kata" })}, "handler kata given twice"},
+		{"relative shim", Spec{Handlers: with(func(h *Handler) { h.ShimPath = "opt/kata/bin/containerd-shim-kata-v2" })}, "shim path"},
+		{"unclean config", Spec{Handlers: with(func(h *Handler) { h.ConfigPath = "/opt/kata/../etc/x.toml" })}, "config path"},
+	} {
+		t.Run(c.name, func(t *testing.T) {
+			assert.Check(t, is.ErrorContains(c.spec.Validate(), c.err))
+		})
+	}
+}
+
+// The stale-plan error is public, for errors.Is and errors.As alike.
+func TestStalePlanError(t *testing.T) {
+	var err error = &StalePlanError{Path: "/etc/containerd/config.toml"}
+	err = errors.Join(errors.New("apply"), err)
+	assert.Check(t, errors.Is(err, ErrStalePlan))
+	var se *StalePlanError
+	assert.Assert(t, errors.As(err, &se))
+	assert.Check(t, is.Equal(se.Path, "/etc/containerd/config.toml"))
+	assert.Check(t, is.ErrorContains(se, "changed since the plan was made; plan again"))
+	assert.Check(t, !errors.Is(errors.New("x"), ErrStalePlan))
+}
+
+func TestForeignPlanError(t *testing.T) {
+	err := &ForeignPlanError{Made: "containerd/kata-deploy", Applier: "crio/kata-deploy"}
+	assert.Check(t, is.Error(err, "the plan was made by containerd/kata-deploy, not by crio/kata-deploy: apply a plan with the engine that made it"))
+	assert.Check(t, is.ErrorContains(&ForeignPlanError{Applier: "crio/x"}, "made by no engine"))
+}
