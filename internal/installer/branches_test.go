@@ -298,3 +298,247 @@ func TestInstallBranches(t *testing.T) {
 		})
 	}
 }
+
+// installedNode is a host with Kata installed through the fakes (restart,
+// verification and label passed), and the host as it was before.
+type installedNode struct {
+	host     string
+	pristine map[string]string
+	log      *callLog
+	cs       *fakeClientset
+	api      nodelabel.API
+	node     *nodelabel.Client
+}
+
+func installNode(t *testing.T, withNode bool, labels map[string]string) *installedNode {
+	t.Helper()
+	in := &installedNode{host: host(t), log: &callLog{}}
+	in.pristine = snapshot(t, in.host)
+	c := withFakes(filesOnly(in.host, payload(t, "qemu"), "qemu"), &fakeSystemd{log: in.log}, &fakeCRI{log: in.log, handlers: serving("runc", "kata", "kata-qemu")})
+	c.Restart = true
+	c.VerifyTimeout = 10 * time.Second
+	if withNode {
+		in.cs, in.api, in.node = fakeNode(t, in.log, labels)
+		c.API, c.Node = in.api, in.node
+		c.RuntimeVersion = ""
+	}
+	state, err := c.Install(context.Background())
+	assert.NilError(t, err)
+	assert.Assert(t, is.Equal(state, nodelabel.KataInstalled))
+	in.log.reset()
+	return in
+}
+
+// config is a Config on the node with the fakes given, as the uninstall
+// and the cleanup get it: no runtime version, shims or prefix.
+func (in *installedNode) config(sd *fakeSystemd, rt *fakeCRI) *Config {
+	sd.log, rt.log = in.log, in.log
+	c := withFakes(&Config{HostRoot: in.host, Runtime: "auto", Restart: true, VerifyTimeout: 10 * time.Second}, sd, rt)
+	if in.node != nil {
+		c.API, c.Node = in.api, in.node
+	}
+	return c
+}
+
+func TestUninstallBranches(t *testing.T) {
+	served := fakeCRI{handlers: serving("runc", "kata", "kata-qemu")}
+	crash := fakeSystemd{restart: func(string) error { return errJob }}
+	for _, tc := range []struct {
+		name      string
+		withNode  bool
+		noRestart bool
+		crashed   bool // an earlier uninstall stopped after restoring the config
+		sd        fakeSystemd
+		cri       fakeCRI
+
+		wantErr     string
+		wantCalls   []string
+		wantPayload bool // the payload is still there
+		wantRecord  noderecord.State
+	}{
+		{
+			name:     "uninstalled: restart, payload gone, record kept for the cleanup",
+			withNode: true,
+			cri:      served,
+			wantCalls: []string{"event KataUninstallStarted", "cri Missing kata,kata-qemu", "cri Close",
+				"systemd Restart containerd.service", "systemd Close", "event KataUninstallSucceeded"},
+			wantRecord: noderecord.Uninstalled,
+		},
+		{
+			name:      "without an API server: nothing left, record included",
+			cri:       served,
+			wantCalls: []string{"cri Version", "cri Close", "cri Missing kata,kata-qemu", "cri Close", "systemd Restart containerd.service", "systemd Close"},
+		},
+		{
+			name:     "restart fails: config back, payload and record kept",
+			withNode: true,
+			cri:      served,
+			sd:       crash,
+			wantErr:  errJob.Error(),
+			wantCalls: []string{"event KataUninstallStarted", "cri Missing kata,kata-qemu", "cri Close",
+				"systemd Restart containerd.service", "systemd Close", "event KataUninstallFailed"},
+			wantPayload: true,
+			wantRecord:  noderecord.Uninstalling,
+		},
+		{
+			name: "the runtime does not answer: the version comes from the record, and it is restarted",
+			cri: fakeCRI{version: func() (string, error) { return "", errors.New("connection refused") },
+				handlers: notAnswering},
+			wantCalls: []string{"cri Version", "cri Close", "cri Missing kata,kata-qemu", "cri Close", "systemd Restart containerd.service", "systemd Close"},
+		},
+		{
+			name:       "--restart=false: no systemd, the runtime is not asked",
+			withNode:   true,
+			noRestart:  true,
+			cri:        served,
+			wantCalls:  []string{"event KataUninstallStarted", "event KataUninstallSucceeded"},
+			wantRecord: noderecord.Uninstalled,
+		},
+		{
+			name:      "repeated after a crash before the restart: restarts",
+			crashed:   true,
+			cri:       served,
+			wantCalls: []string{"cri Version", "cri Close", "cri Missing kata,kata-qemu", "cri Close", "systemd Restart containerd.service", "systemd Close"},
+		},
+		{
+			name:      "repeated after a crash after the restart: does not restart again",
+			crashed:   true,
+			wantCalls: []string{"cri Version", "cri Close", "cri Missing kata,kata-qemu", "cri Close"},
+		},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			ctx := context.Background()
+			in := installNode(t, tc.withNode, nil)
+			if tc.crashed {
+				sd, rt := crash, served
+				err := in.config(&sd, &rt).Uninstall(ctx)
+				assert.Assert(t, is.ErrorContains(err, errJob.Error()))
+				assert.Assert(t, is.Equal(recordState(t, in.host), noderecord.Uninstalling))
+				in.log.reset()
+			}
+			sd, rt := tc.sd, tc.cri
+			c := in.config(&sd, &rt)
+			c.Restart = !tc.noRestart
+
+			err := c.Uninstall(ctx)
+
+			if tc.wantErr == "" {
+				assert.Check(t, is.Nil(err))
+			} else {
+				assert.Check(t, is.ErrorContains(err, tc.wantErr))
+			}
+			assert.Check(t, is.DeepEqual(in.log.list(), tc.wantCalls))
+			added, removed, changed := hostDiff(in.pristine, snapshot(t, in.host))
+			assert.Check(t, is.Len(removed, 0), "removed from the host")
+			assert.Check(t, is.Len(changed, 0), "the runtime config is not back as it was")
+			var want []string
+			if tc.wantRecord != "" {
+				want = append(stateDirs, recordFile)
+			}
+			if tc.wantPayload {
+				assert.Check(t, is.Contains(added, "opt/kata/bin/containerd-shim-kata-v2"))
+			} else {
+				assert.Check(t, is.DeepEqual(added, want), "left on the host")
+			}
+			assert.Check(t, is.Equal(recordState(t, in.host), tc.wantRecord))
+			if in.cs != nil {
+				assert.Check(t, is.Equal(nodeLabels(t, in.cs)[kataLabel], "true"), "the uninstall's caller relabels the node, not the uninstall")
+			}
+		})
+	}
+}
+
+func TestCleanupBranches(t *testing.T) {
+	labels := map[string]string{kataLabel: "cleanup", runtimeLabel: "containerd"}
+	for _, tc := range []struct {
+		name      string
+		installed bool // the uninstall never ran
+		noRestart bool
+		sd        fakeSystemd
+
+		wantErr    string
+		wantCalls  []string
+		wantLabels bool // the labels are still there
+		wantEvent  string
+	}{
+		{
+			name: "restarts the runtime, then the kubelet; labels and record go",
+			wantCalls: []string{"systemd Exists containerd.service", "systemd Restart containerd.service", "systemd Close",
+				"systemd Exists kubelet.service", "systemd Restart kubelet.service", "systemd Close",
+				"label " + runtimeLabel + "- " + kataLabel + "-", "event KataCleanupSucceeded"},
+			wantEvent: "restarted: containerd.service, kubelet.service",
+		},
+		{
+			name: "a unit that does not exist is not restarted",
+			sd:   fakeSystemd{exists: func(unit string) (bool, error) { return unit != "kubelet.service", nil }},
+			wantCalls: []string{"systemd Exists containerd.service", "systemd Restart containerd.service", "systemd Close",
+				"systemd Exists kubelet.service", "systemd Close",
+				"label " + runtimeLabel + "- " + kataLabel + "-", "event KataCleanupSucceeded"},
+			wantEvent: "restarted: containerd.service",
+		},
+		{
+			name:       "the runtime's restart fails: labels and record kept",
+			sd:         fakeSystemd{restart: func(string) error { return errJob }},
+			wantErr:    errJob.Error(),
+			wantCalls:  []string{"systemd Exists containerd.service", "systemd Restart containerd.service", "systemd Close", "event KataCleanupFailed"},
+			wantLabels: true,
+		},
+		{
+			name:       "systemd cannot tell whether the runtime unit exists: labels and record kept",
+			sd:         fakeSystemd{exists: func(unit string) (bool, error) { return false, errors.New("dbus: connection reset") }},
+			wantErr:    "dbus: connection reset",
+			wantCalls:  []string{"systemd Exists containerd.service", "systemd Close", "event KataCleanupFailed"},
+			wantLabels: true,
+		},
+		{
+			name:      "--restart=false: labels and record go, nothing restarted",
+			noRestart: true,
+			wantCalls: []string{"label " + runtimeLabel + "- " + kataLabel + "-", "event KataCleanupSucceeded"},
+			wantEvent: "restarted: nothing",
+		},
+		{
+			name:       "refuses a node Kata is still installed on",
+			installed:  true,
+			wantErr:    "Kata is still installed in /opt/kata (installed, recorded in /var/lib/kata-deploy/install.json): its uninstall did not finish",
+			wantCalls:  []string{"event KataCleanupFailed"},
+			wantLabels: true,
+		},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			ctx := context.Background()
+			in := installNode(t, true, labels)
+			if !tc.installed {
+				sd, rt := fakeSystemd{}, fakeCRI{}
+				assert.NilError(t, in.config(&sd, &rt).Uninstall(ctx))
+				// The installer's main marks the node for the cleanup.
+				assert.NilError(t, in.node.SetKataState(ctx, nodelabel.KataCleanup))
+				in.log.reset()
+			}
+			before := snapshot(t, in.host)
+			sd, rt := tc.sd, fakeCRI{}
+			c := in.config(&sd, &rt)
+			c.Restart = !tc.noRestart
+
+			err := c.Cleanup(ctx)
+
+			if tc.wantErr == "" {
+				assert.Check(t, is.Nil(err))
+			} else {
+				assert.Check(t, is.ErrorContains(err, tc.wantErr))
+			}
+			assert.Check(t, is.DeepEqual(in.log.list(), tc.wantCalls))
+			got := nodeLabels(t, in.cs)
+			_, hasKata := got[kataLabel]
+			_, hasRuntime := got[runtimeLabel]
+			assert.Check(t, is.Equal(hasKata, tc.wantLabels))
+			assert.Check(t, is.Equal(hasRuntime, tc.wantLabels))
+			after := snapshot(t, in.host)
+			if tc.wantErr != "" {
+				assert.Check(t, is.DeepEqual(after, before), "a failed cleanup changed the host")
+			} else {
+				assert.Check(t, is.DeepEqual(after, in.pristine), "the cleanup left something behind")
+				assert.Check(t, is.Contains(eventMessage(t, in.cs, nodelabel.ReasonCleanupSucceeded), tc.wantEvent))
+			}
+		})
+	}
+}

@@ -43,6 +43,12 @@ func (l *callLog) add(format string, args ...any) {
 	l.calls = append(l.calls, fmt.Sprintf(format, args...))
 }
 
+func (l *callLog) reset() {
+	l.mu.Lock()
+	defer l.mu.Unlock()
+	l.calls = nil
+}
+
 // list returns the calls, with a call repeated in a row (a poll) once.
 func (l *callLog) list() []string {
 	l.mu.Lock()
@@ -160,6 +166,8 @@ func withFakes(c *Config, sd *fakeSystemd, rt *fakeCRI) *Config {
 }
 
 const nodeName = "node-1"
+
+type fakeClientset = fake.Clientset
 
 // fakeNode is a Node on a fake API server: ready, reporting containerd
 // 1.7.22 and serving handlers, with labels. Its label writes and events go
