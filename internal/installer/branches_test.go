@@ -26,15 +26,15 @@ import (
 const (
 	kataLabel    = nodelabel.DefaultDomain + "/" + nodelabel.KataLabelName
 	runtimeLabel = nodelabel.DefaultDomain + "/" + nodelabel.RuntimeLabelName
-	// stateDirs and recordFile are what a record left on a fresh host adds.
-	recordFile = "var/lib/kata-deploy/install.json"
+	recordFile   = "var/lib/kata-deploy/install.json"
 )
 
-var stateDirs = []string{"var/", "var/lib/", "var/lib/kata-deploy/"}
+// recordLeft is what a record left on a fresh host adds to it.
+var recordLeft = []string{"var/", "var/lib/", "var/lib/kata-deploy/", recordFile}
 
 var errJob = errors.New(`job for containerd.service: result "failed"`)
 
-// hookLogger calls fn once when the installer logs msg: a way to act at
+// hookHandler calls fn once when the installer logs msg: a way to act at
 // a point between two of its steps.
 type hookHandler struct {
 	msg   string
@@ -175,7 +175,7 @@ func TestInstallBranches(t *testing.T) {
 			wantErr: []string{errJob.Error(), "rollback: unit containerd.service: result \"timeout\""},
 			wantCalls: cat(installed, []string{"systemd RestartIfNeeded containerd.service", "systemd Close",
 				"systemd Restart containerd.service", "systemd Close", "event KataInstallFailed"}),
-			wantAdded:  append(stateDirs, recordFile),
+			wantAdded:  recordLeft,
 			wantRecord: noderecord.Installing,
 		},
 		{
@@ -189,7 +189,7 @@ func TestInstallBranches(t *testing.T) {
 			},
 			wantCalls: cat(installed, verified,
 				rollback, []string{"event KataInstallFailed"}),
-			wantAdded:  append(stateDirs, recordFile),
+			wantAdded:  recordLeft,
 			wantRecord: noderecord.Installing,
 		},
 		{
@@ -433,7 +433,7 @@ func TestUninstallBranches(t *testing.T) {
 			assert.Check(t, is.Len(changed, 0), "the runtime config is not back as it was")
 			var want []string
 			if tc.wantRecord != "" {
-				want = append(stateDirs, recordFile)
+				want = recordLeft
 			}
 			if tc.wantPayload {
 				assert.Check(t, is.Contains(added, "opt/kata/bin/containerd-shim-kata-v2"))
