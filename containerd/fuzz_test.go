@@ -4,17 +4,21 @@ import (
 	"bytes"
 	"context"
 	"fmt"
+	"maps"
 	"os"
 	"path/filepath"
 	"testing"
 	"time"
 
+	"github.com/kata-deploy/kata-deploy/internal/hosttest"
 	"github.com/kata-deploy/kata-deploy/runtime"
 )
 
 // FuzzInstallRevert checks, for any config the engine accepts, that the
 // installed file parses and that install then uninstall gives back the
-// exact bytes and leaves no shim link, on both edit strategies.
+// exact bytes and leaves the host tree as it was (no shim link, no
+// journal), on both edit strategies; and that a config it refuses leaves
+// the host untouched.
 func FuzzInstallRevert(f *testing.F) {
 	for _, dir := range []string{"testdata/configs", "testdata/bad"} {
 		entries, err := os.ReadDir(dir)
@@ -74,9 +78,14 @@ func FuzzInstallRevert(f *testing.F) {
 		if err != nil {
 			t.Fatal(err)
 		}
+		before := hosttest.Snapshot(t, host)
 		plan, err := e.PlanInstall(context.Background(), spec)
 		if err != nil {
-			return // refused: nothing may have been written
+			// Refused: nothing may have been written.
+			if after := hosttest.Snapshot(t, host); !maps.Equal(after, before) {
+				t.Fatalf("a refused plan (%v) changed the host:\nbefore %q\nafter  %q", err, before, after)
+			}
+			return
 		}
 		ctx := context.Background()
 		if err := e.Apply(ctx, plan); err != nil {
@@ -107,10 +116,10 @@ func FuzzInstallRevert(f *testing.F) {
 		if !bytes.Equal(got, config) {
 			t.Fatalf("install+uninstall changed the config:\nbefore %q\nafter  %q", config, got)
 		}
-		// The shim links containerd 1.6 needs, and the directories made
-		// for them, are gone too.
-		if _, err := os.Lstat(filepath.Join(host, "usr")); !os.IsNotExist(err) {
-			t.Fatalf("install+uninstall left /usr behind (%v)", err)
+		// The shim links containerd 1.6 needs, the directories made for
+		// them and the journal are gone too: the whole tree is as it was.
+		if after := hosttest.Snapshot(t, host); !maps.Equal(after, before) {
+			t.Fatalf("install+uninstall changed the host:\nbefore %q\nafter  %q", before, after)
 		}
 	})
 }

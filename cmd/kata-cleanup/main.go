@@ -86,6 +86,9 @@ func run(ctx context.Context, args []string, env cli.Environ) error {
 
 // runRelease runs one cluster-side step of removing kata-deploy.
 func runRelease(ctx context.Context, sub string, args []string, env cli.Environ) error {
+	if sub != "remove-installers" && sub != "await-cleanup" {
+		return cli.Usage("unknown subcommand %q (want remove-installers or await-cleanup, or none to clean up this node)", sub)
+	}
 	stderr := env.Stderr
 	fs := cli.NewFlagSet("kata-cleanup " + sub)
 	namespace := fs.String("namespace", "kube-system", "namespace of the installer DaemonSets")
@@ -122,5 +125,5 @@ func runRelease(ctx context.Context, sub string, args []string, env cli.Environ)
 		log.Info("cleanup done on every node")
 		return nil
 	}
-	return cli.Usage("unknown subcommand %q (want remove-installers or await-cleanup, or none to clean up this node)", sub)
+	panic("unreachable: subcommand checked above")
 }

@@ -9,6 +9,7 @@ import (
 	"context"
 	"os"
 	"path/filepath"
+	"slices"
 	"strings"
 	"testing"
 
@@ -132,4 +133,50 @@ func TestPlanAndStatusWriteNothing(t *testing.T) {
 	code, _, stderr := invoke(t, nil, append([]string{"install", "--once"}, args...)...)
 	assert.Assert(t, is.Equal(code, 0), stderr)
 	check("installed")
+}
+
+// With --label (the default) the node name is required, from the flag or
+// KATA_NODE_NAME; the run then needs the API server config.
+func TestLabelNeedsNodeName(t *testing.T) {
+	h := host(t)
+	base := []string{"--once", "--restart=false", "--host-root", h, "--runtime", "containerd", "--runtime-version", "1.7.0", "--payload", payload(t, "qemu")}
+	code, _, stderr := invoke(t, nil, base...)
+	assert.Check(t, is.Equal(code, 2), stderr)
+	assert.Check(t, is.Contains(stderr, "usage error: --node-name is required (or KATA_NODE_NAME)"))
+
+	missing := filepath.Join(t.TempDir(), "kubeconfig")
+	before := hosttest.Snapshot(t, h)
+	code, _, stderr = invoke(t, []string{"KATA_NODE_NAME=n1", "KATA_KUBECONFIG=" + missing}, base...)
+	assert.Check(t, is.Equal(code, 1), stderr)
+	assert.Check(t, is.Contains(stderr, "error: API server config:"))
+	assert.Check(t, is.DeepEqual(hosttest.Snapshot(t, h), before), "a run that never reached the API server wrote to the host")
+}
+
+// Every flag can come from its KATA_ variable, as the DaemonSet sets them;
+// a flag on the command line wins; a bad value names the variable.
+func TestFlagsFromEnvironment(t *testing.T) {
+	h := host(t)
+	vars := []string{"KATA_HOST_ROOT=" + h, "KATA_RUNTIME=containerd", "KATA_RUNTIME_VERSION=1.7.0", "KATA_PAYLOAD=" + payload(t, "qemu", "clh"),
+		"KATA_SHIMS=clh", "KATA_LABEL=false", "KATA_RESTART=false", "KATA_OUTPUT=json"}
+	code, stdout, stderr := invoke(t, vars, "plan")
+	assert.Check(t, is.Equal(code, 0), stderr)
+	assert.Check(t, is.Contains(stdout, "handlers kata, kata-clh\n"))
+
+	code, stdout, stderr = invoke(t, vars, "plan", "--shims", "qemu")
+	assert.Check(t, is.Equal(code, 0), stderr)
+	assert.Check(t, is.Contains(stdout, "handlers kata, kata-qemu\n"), "the flag wins over KATA_SHIMS")
+
+	code, stdout, stderr = invoke(t, vars, "status")
+	assert.Check(t, is.Equal(code, 0), stderr)
+	assert.Check(t, is.Contains(stdout, `"installed": false`), "KATA_OUTPUT=json")
+
+	for _, bad := range []struct{ v, msg string }{
+		{"KATA_RESTART=maybe", `KATA_RESTART="maybe"`},
+		{"KATA_VERIFY_TIMEOUT=soon", `KATA_VERIFY_TIMEOUT="soon"`},
+		{"KATA_SHIMS=nope", `--shims: unknown Kata shim "nope"`},
+	} {
+		code, _, stderr := invoke(t, append(slices.Clone(vars), bad.v), "plan")
+		assert.Check(t, is.Equal(code, 2), "%s: %s", bad.v, stderr)
+		assert.Check(t, is.Contains(stderr, bad.msg), bad.v)
+	}
 }

@@ -73,7 +73,34 @@ type Config struct {
 	// state directory: a new record remembers them, so that the uninstall
 	// that empties the state directory removes them too.
 	stateDirsMade []string
+
+	// dialSystemd and dialCRI connect to systemd's private socket and to
+	// the runtime's CRI socket (both paths on this machine, resolved under
+	// HostRoot). Nil dials the real ones; the package's tests set fakes.
+	dialSystemd func(ctx context.Context, socket string) (systemdClient, error)
+	dialCRI     func(socket string) (criClient, error)
 }
+
+// systemdClient is what the installer needs of the host's systemd.
+type systemdClient interface {
+	RestartIfNeeded(ctx context.Context, unit string, configWritten time.Time) (systemd.UnitStatus, systemd.Decision, error)
+	Restart(ctx context.Context, unit string) (systemd.UnitStatus, error)
+	Exists(ctx context.Context, unit string) (bool, error)
+	Close() error
+}
+
+// criClient is what the installer needs of the runtime's CRI socket.
+type criClient interface {
+	Version(ctx context.Context) (string, error)
+	Handlers(ctx context.Context) ([]string, error)
+	Missing(ctx context.Context, want []string) ([]string, error)
+	Close() error
+}
+
+var (
+	_ systemdClient = (*systemd.Client)(nil)
+	_ criClient     = (*cri.Client)(nil)
+)
 
 // KataSettings are Kata's own settings, written as drop-ins in each shim's
 // config.d only when set.
@@ -223,8 +250,8 @@ func (c *Config) detectVariant(ctx context.Context, root *hostfs.Root) (runtime.
 	return v, reported, nil
 }
 
-// criClient opens the variant's CRI socket under the host root.
-func (c *Config) criClient(v runtime.Variant) (*cri.Client, error) {
+// openCRI opens the variant's CRI socket under the host root.
+func (c *Config) openCRI(v runtime.Variant) (criClient, error) {
 	root, err := hostfs.New(c.HostRoot)
 	if err != nil {
 		return nil, err
@@ -233,12 +260,19 @@ func (c *Config) criClient(v runtime.Variant) (*cri.Client, error) {
 	if err != nil {
 		return nil, err
 	}
-	return cri.Dial(root.HostPath(socket))
+	if c.dialCRI != nil {
+		return c.dialCRI(root.HostPath(socket))
+	}
+	client, err := cri.Dial(root.HostPath(socket))
+	if err != nil {
+		return nil, err // not a typed nil in the interface
+	}
+	return client, nil
 }
 
 // askRuntime asks the runtime's CRI socket for its version.
 func (c *Config) askRuntime(ctx context.Context, v runtime.Variant) (string, error) {
-	client, err := c.criClient(v)
+	client, err := c.openCRI(v)
 	if err != nil {
 		return "", err
 	}
@@ -353,12 +387,19 @@ func (c *Config) event(ctx context.Context, reason nodelabel.Reason, format stri
 	}
 }
 
-func (c *Config) systemd(ctx context.Context) (*systemd.Client, error) {
+func (c *Config) systemd(ctx context.Context) (systemdClient, error) {
 	socket, err := c.systemdSocket()
 	if err != nil {
 		return nil, err
 	}
-	return systemd.Dial(ctx, c.HostRoot, systemd.WithSocket(socket), systemd.WithLogger(c.log()))
+	if c.dialSystemd != nil {
+		return c.dialSystemd(ctx, socket)
+	}
+	sd, err := systemd.Dial(ctx, c.HostRoot, systemd.WithSocket(socket), systemd.WithLogger(c.log()))
+	if err != nil {
+		return nil, err // not a typed nil in the interface
+	}
+	return sd, nil
 }
 
 // systemdSocket returns where systemd's socket is on this machine:
@@ -382,10 +423,10 @@ func (c *Config) systemdSocket() (string, error) {
 
 // untilCRI calls check with a client of the runtime's CRI socket until it
 // returns nil or VerifyTimeout passes, and then returns check's last error.
-func (c *Config) untilCRI(ctx context.Context, t *target, every time.Duration, check func(context.Context, *cri.Client) error) error {
+func (c *Config) untilCRI(ctx context.Context, t *target, every time.Duration, check func(context.Context, criClient) error) error {
 	ctx, cancel := context.WithTimeout(ctx, c.VerifyTimeout)
 	defer cancel()
-	client, err := c.criClient(t.variant)
+	client, err := c.openCRI(t.variant)
 	if err != nil {
 		return err
 	}
@@ -418,7 +459,7 @@ func (c *Config) verify(ctx context.Context, t *target) error {
 	ctx, cancel := context.WithTimeout(ctx, c.VerifyTimeout)
 	defer cancel()
 	want := t.handlerNames()
-	err := c.untilCRI(ctx, t, 500*time.Millisecond, func(ctx context.Context, client *cri.Client) error {
+	err := c.untilCRI(ctx, t, 500*time.Millisecond, func(ctx context.Context, client criClient) error {
 		missing, err := client.Missing(ctx, want)
 		if err != nil {
 			return fmt.Errorf("the runtime does not answer on %s: %w", t.variant.CRISocket(), err)

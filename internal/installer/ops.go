@@ -11,7 +11,6 @@ import (
 	"time"
 
 	"github.com/kata-deploy/kata-deploy/artifacts"
-	"github.com/kata-deploy/kata-deploy/internal/cri"
 	"github.com/kata-deploy/kata-deploy/internal/hostfs"
 	"github.com/kata-deploy/kata-deploy/internal/noderecord"
 	"github.com/kata-deploy/kata-deploy/nodelabel"
@@ -204,7 +203,7 @@ func (c *Config) servesAll(ctx context.Context, t *target) bool {
 
 // servedHandlers asks the runtime once which handlers it serves.
 func (c *Config) servedHandlers(ctx context.Context, v runtime.Variant) ([]string, error) {
-	client, err := c.criClient(v)
+	client, err := c.openCRI(v)
 	if err != nil {
 		return nil, err
 	}
@@ -245,7 +244,7 @@ func (c *Config) rollback(ctx context.Context, t *target, hadPayload bool, cause
 // succeeded only says the unit is active, and a runtime can be active with
 // its CRI plugin failed (containerd 1.x).
 func (c *Config) answers(ctx context.Context, t *target) error {
-	return c.untilCRI(ctx, t, 250*time.Millisecond, func(ctx context.Context, client *cri.Client) error {
+	return c.untilCRI(ctx, t, 250*time.Millisecond, func(ctx context.Context, client criClient) error {
 		if _, err := client.Handlers(ctx); err != nil {
 			return fmt.Errorf("the runtime does not answer on %s after the restart: %w", t.variant.CRISocket(), err)
 		}
@@ -352,7 +351,7 @@ func (c *Config) Uninstall(ctx context.Context) (err error) {
 // that a repeated uninstall restarts it only if an earlier one stopped
 // before the restart. When the runtime cannot be asked, it is restarted.
 func (c *Config) servesAny(ctx context.Context, t *target) bool {
-	client, err := c.criClient(t.variant)
+	client, err := c.openCRI(t.variant)
 	if err != nil {
 		return true
 	}
