@@ -544,13 +544,10 @@ func TestCleanupBranches(t *testing.T) {
 }
 
 // TestFailedReinstallRestoresThePreviousInstall: a second install (here
-// one more shim) whose restart fails must leave the node as the first
-// install left it. It does not yet: the rollback applies an uninstall
-// plan, so the runtime config loses the first install's handlers and its
-// journal, while the restored record still says installed and the node
-// keeps its kata-runtime=true label.
+// one more shim) whose restart fails leaves the node as the first install
+// left it: the rollback takes out this run's config and puts the first
+// install's back, journal included.
 func TestFailedReinstallRestoresThePreviousInstall(t *testing.T) {
-	t.Skip("known bug: the rollback of a re-install uninstalls the previous install's config (reported with issue 13's tests)")
 	ctx := context.Background()
 	h := host(t)
 	pl := payload(t, "qemu", "clh")

@@ -91,7 +91,7 @@ func (c *Config) Install(ctx context.Context) (state nodelabel.KataState, err er
 	}
 	verified, err := c.restartAndVerify(ctx, t)
 	if err != nil {
-		err = c.rollback(ctx, t, hadPayload, err)
+		err = c.rollback(ctx, t, hadPayload, prev, err)
 		if len(unwrapAll(err)) == 1 {
 			c.forgetRecord(root, rec, prev)
 		}
@@ -215,13 +215,15 @@ func (c *Config) servedHandlers(ctx context.Context, v runtime.Variant) ([]strin
 
 // rollback undoes a failed install and returns cause, with anything the
 // rollback itself could not do.
-func (c *Config) rollback(ctx context.Context, t *target, hadPayload bool, cause error) error {
+func (c *Config) rollback(ctx context.Context, t *target, hadPayload bool, prev *noderecord.Record, cause error) error {
 	ctx = context.WithoutCancel(ctx)
 	c.log().Error("install failed; putting the runtime config back", "err", cause)
 	errs := []error{cause}
 	if plan, err := t.engine.PlanUninstall(ctx); err != nil {
 		errs = append(errs, fmt.Errorf("rollback: %w", err))
 	} else if err := t.engine.Apply(ctx, plan); err != nil {
+		errs = append(errs, fmt.Errorf("rollback: %w", err))
+	} else if err := c.reinstate(ctx, prev); err != nil {
 		errs = append(errs, fmt.Errorf("rollback: %w", err))
 	}
 	if unit := t.variant.RuntimeUnit(); c.Restart && unit != "" {
@@ -238,6 +240,32 @@ func (c *Config) rollback(ctx context.Context, t *target, hadPayload bool, cause
 	}
 	c.undoPayload(ctx, hadPayload)
 	return errors.Join(errs...)
+}
+
+// reinstate puts back the runtime config of the install prev records, when
+// this run replaced one (a re-install with other shims or settings): taking
+// out this run's config took out the previous install's handlers too, and
+// the node must be left as that install left it. The engines render
+// deterministically, so the bytes are the previous install's.
+func (c *Config) reinstate(ctx context.Context, prev *noderecord.Record) error {
+	if prev == nil || (prev.State != noderecord.Installed && prev.State != noderecord.PendingRestart) {
+		return nil
+	}
+	pc := *c
+	pc.adopt(prev)
+	pt, err := pc.detect(ctx)
+	if err != nil {
+		return fmt.Errorf("the previous install's config: %w", err)
+	}
+	plan, err := pt.engine.PlanInstall(ctx, pt.spec)
+	if err != nil {
+		return fmt.Errorf("the previous install's config: %w", err)
+	}
+	if err := pt.engine.Apply(ctx, plan); err != nil {
+		return fmt.Errorf("the previous install's config: %w", err)
+	}
+	c.log().Info("the previous install's runtime config is back", "handlers", pt.handlerNames())
+	return nil
 }
 
 // answers waits until the runtime answers CRI Status: a restart job that
