@@ -188,6 +188,7 @@ func Equivalent(a, b *Record) bool {
 	}
 	x, y := *a, *b
 	x.Updated, y.Updated = time.Time{}, time.Time{}
+	x.Version, y.Version = Version, Version
 	xj, err1 := json.Marshal(x)
 	yj, err2 := json.Marshal(y)
 	return err1 == nil && err2 == nil && bytes.Equal(xj, yj)
