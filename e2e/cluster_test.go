@@ -69,7 +69,11 @@ func (k *kube) sh(t *testing.T, timeout time.Duration, script string) string {
 	t.Helper()
 	ctx, cancel := context.WithTimeout(context.Background(), timeout)
 	defer cancel()
-	cmd := exec.CommandContext(ctx, "bash", "-euo", "pipefail", "-c", script)
+	// -e as a careful user would stop at the first failing command; not
+	// pipefail, which a shell does not have by default and which would end
+	// the README's `kubectl get ... | grep -q .` loop whenever grep, done
+	// early, leaves kubectl a broken pipe.
+	cmd := exec.CommandContext(ctx, "bash", "-e", "-c", script)
 	cmd.Dir = k.root
 	cmd.Env = append(os.Environ(),
 		"KUBECONFIG="+k.Kubeconfig(),
@@ -274,40 +278,6 @@ func (k *kube) nodeLabels(t *testing.T) map[string]map[string]string {
 	return out
 }
 
-// nodeFiles is the node's runtime config and kata-deploy's trees, each file's bytes;
-// withMtimes adds each file's mode and modification time, to tell a file rewritten
-// with the same bytes. The install record's own time stamp is left out: every run
-// notes when it last looked.
-func nodeFiles(t *testing.T, n *testbed.Node, withMtimes bool) map[string]string {
-	t.Helper()
-	out := map[string]string{}
-	for _, dir := range []string{"/etc/containerd", "/etc/crio", "/var/lib/kata-deploy", "/opt/kata"} {
-		root := n.HostPath(dir)
-		filepath.Walk(root, func(p string, fi os.FileInfo, err error) error {
-			if err != nil {
-				return nil
-			}
-			rel := strings.TrimPrefix(p, n.HostRoot())
-			if fi.IsDir() {
-				out[rel+"/"] = ""
-				return nil
-			}
-			data, _ := os.ReadFile(p)
-			if strings.HasPrefix(rel, "/var/lib/kata-deploy/install") {
-				data = updatedStamp.ReplaceAll(data, nil)
-				out[rel] = string(data)
-				return nil
-			}
-			out[rel] = string(data)
-			if withMtimes {
-				out[rel] += "\x00" + fi.Mode().String() + " " + fi.ModTime().String()
-			}
-			return nil
-		})
-	}
-	return out
-}
-
 // unitTimes reads a unit's monotonic activation times and its main PID on the node.
 func unitTimes(t *testing.T, n *testbed.Node, unit string) (activeEnter, activeExit time.Duration, mainPID int) {
 	t.Helper()
@@ -419,7 +389,7 @@ func TestClusterQuickStart(t *testing.T) {
 	before := map[string]map[string]string{}
 	runtimeBefore := map[string]time.Duration{}
 	for _, n := range c.Nodes() {
-		before[n.Name()] = nodeFiles(t, n, false)
+		before[n.Name()] = hostFiles(t, n, false)
 		runtimeBefore[n.Name()], _, _ = unitTimes(t, n, n.RuntimeUnit())
 	}
 	bystanders := k.containerStates(t, "default", "app=bystander")
@@ -536,7 +506,7 @@ func TestClusterQuickStart(t *testing.T) {
 	mid := map[string]map[string]string{}
 	runtimeMid := map[string]time.Duration{}
 	for _, n := range c.Nodes() {
-		mid[n.Name()] = nodeFiles(t, n, true)
+		mid[n.Name()] = hostFiles(t, n, true)
 		runtimeMid[n.Name()], _, _ = unitTimes(t, n, n.RuntimeUnit())
 	}
 	oldInstallers := map[string]bool{}
@@ -559,7 +529,7 @@ func TestClusterQuickStart(t *testing.T) {
 		}
 	}
 	for _, n := range c.Nodes() {
-		assertSameFiles(t, mid[n.Name()], nodeFiles(t, n, true), n.Name()+": the rolling update")
+		assertSameFiles(t, mid[n.Name()], hostFiles(t, n, true), n.Name()+": the rolling update")
 		if enter, _, _ := unitTimes(t, n, n.RuntimeUnit()); enter != runtimeMid[n.Name()] {
 			t.Errorf("%s: the rolling update restarted %s", n.Name(), n.RuntimeUnit())
 		}
@@ -576,7 +546,7 @@ func TestClusterQuickStart(t *testing.T) {
 	t.Logf("README removal:\n%s", k.sh(t, 12*time.Minute, removal))
 	t.Logf("figure: README removal sequence, kubectl delete to clean nodes: %s", time.Since(removing).Round(100*time.Millisecond))
 	for _, n := range c.Nodes() {
-		assertRemoved(t, before[n.Name()], nodeFiles(t, n, false), n.Name()+": install then the README's removal")
+		assertRemoved(t, before[n.Name()], hostFiles(t, n, false), n.Name()+": install then the README's removal")
 	}
 	for name, l := range k.nodeLabels(t) {
 		for key := range l {
@@ -704,7 +674,7 @@ func TestClusterUntrusted(t *testing.T) {
 	must(t, err)
 	must(t, c.PushImage(ctx, nginxImage, web))
 	n := c.Nodes()[0]
-	before := nodeFiles(t, n, false)
+	before := hostFiles(t, n, false)
 
 	manifest, err := os.ReadFile(filepath.Join(k.root, "deploy/kata-deploy.yaml"))
 	must(t, err)
@@ -735,5 +705,5 @@ kubectl -n kube-system wait --for=delete pod -l app.kubernetes.io/name=kata-depl
 kubectl apply -f deploy/kata-cleanup.yaml
 while kubectl get nodes -l kata-containers.io/kata-runtime=cleanup -o name | grep -q .; do sleep 5; done
 kubectl delete -f deploy/kata-cleanup.yaml -f deploy/kata-rbac.yaml`)
-	assertRemoved(t, before, nodeFiles(t, n, false), n.Name()+": untrusted install then removal")
+	assertRemoved(t, before, hostFiles(t, n, false), n.Name()+": untrusted install then removal")
 }

@@ -25,7 +25,7 @@ func TestClusterHelm(t *testing.T) {
 	must(t, c.PushOCIArchive(ctx, kataDeployImage, buildImage(t, c.StandinShim())))
 	before := map[string]map[string]string{}
 	for _, n := range c.Nodes() {
-		before[n.Name()] = nodeFiles(t, n, false)
+		before[n.Name()] = hostFiles(t, n, false)
 	}
 	rel := helm.Release{Kubeconfig: c.Kubeconfig(), Namespace: "kube-system", Timeout: 10 * time.Minute}
 
@@ -69,7 +69,7 @@ func TestClusterHelm(t *testing.T) {
 	must(t, rel.Uninstall(ctx))
 	t.Logf("figure: helm uninstall to clean nodes: %s", time.Since(removing).Round(100*time.Millisecond))
 	for _, n := range c.Nodes() {
-		assertRemoved(t, before[n.Name()], nodeFiles(t, n, false), n.Name()+": helm install, upgrade and uninstall")
+		assertRemoved(t, before[n.Name()], hostFiles(t, n, false), n.Name()+": helm install, upgrade and uninstall")
 	}
 	for name, l := range k.nodeLabels(t) {
 		for key := range l {
