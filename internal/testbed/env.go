@@ -65,6 +65,13 @@ func loadEnv() (*env, error) {
 	}
 	defer f.Close()
 	e := &env{cacheDir: dir, layers: map[Flavour]string{}, execLayers: map[Flavour]string{}}
+	// The manifest's keys, each the path of one thing provisioning built.
+	fields := map[string]*string{
+		"ETCD": &e.etcd, "KUBE_APISERVER": &e.kubeAPIServer, "KUBERNETES_VERSION": &e.k8sVersion,
+		"ROOTFS": &e.rootfs, "CRIO": &e.crio, "CRICTL": &e.crictl,
+		"KUBE_CONTROLLER_MANAGER": &e.kubeControllerManager, "KUBE_SCHEDULER": &e.kubeScheduler,
+		"KUBECTL": &e.kubectl, "KUBE_LAYER": &e.kubeLayer, "STANDIN_SHIM": &e.standinShim,
+	}
 	sc := bufio.NewScanner(f)
 	for sc.Scan() {
 		line := strings.TrimSpace(sc.Text())
@@ -75,29 +82,11 @@ func loadEnv() (*env, error) {
 		if !ok {
 			continue
 		}
+		if dst, ok := fields[k]; ok {
+			*dst = v
+			continue
+		}
 		switch {
-		case k == "ETCD":
-			e.etcd = v
-		case k == "KUBE_APISERVER":
-			e.kubeAPIServer = v
-		case k == "KUBERNETES_VERSION":
-			e.k8sVersion = v
-		case k == "ROOTFS":
-			e.rootfs = v
-		case k == "CRIO":
-			e.crio = v
-		case k == "CRICTL":
-			e.crictl = v
-		case k == "KUBE_CONTROLLER_MANAGER":
-			e.kubeControllerManager = v
-		case k == "KUBE_SCHEDULER":
-			e.kubeScheduler = v
-		case k == "KUBECTL":
-			e.kubectl = v
-		case k == "KUBE_LAYER":
-			e.kubeLayer = v
-		case k == "STANDIN_SHIM":
-			e.standinShim = v
 		case strings.HasPrefix(k, "LAYER_"):
 			e.layers[Flavour(strings.TrimPrefix(k, "LAYER_"))] = v
 		case strings.HasPrefix(k, "EXEC_"):
