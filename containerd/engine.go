@@ -94,20 +94,9 @@ func New(hostRoot string, variant runtime.Variant, version runtime.Version, opts
 
 // DefaultConfigPath returns where a variant keeps the containerd config
 // that kata-deploy reads: the main config file, or for k0s the drop-in
-// directory it loads by itself.
-func DefaultConfigPath(v runtime.Variant) string {
-	switch v {
-	case runtime.VariantK3s, runtime.VariantK3sAgent:
-		return "/var/lib/rancher/k3s/agent/etc/containerd/config.toml"
-	case runtime.VariantRKE2Server, runtime.VariantRKE2Agent:
-		return "/var/lib/rancher/rke2/agent/etc/containerd/config.toml"
-	case runtime.VariantK0s:
-		return "/etc/k0s/containerd.d"
-	case runtime.VariantMicroK8s:
-		return "/var/snap/microk8s/current/args/containerd-template.toml"
-	}
-	return "/etc/containerd/config.toml"
-}
+// directory it loads by itself (runtime.Variant.ConfigPath, which this
+// predates).
+func DefaultConfigPath(v runtime.Variant) string { return v.ConfigPath() }
 
 // ConfigPath returns the host path the engine reads containerd's config from.
 func (e *Engine) ConfigPath() string { return e.configPath }
