@@ -98,8 +98,8 @@ func (d *document) readVersion() error {
 	if !ok {
 		return &runtime.ConfigError{Path: d.path, Line: d.lineOfKey("version"), Key: "version", Err: fmt.Errorf("want an integer, got a %T", v)}
 	}
-	if n < 1 || n > 4 {
-		return &runtime.ConfigError{Path: d.path, Line: d.lineOfKey("version"), Key: "version", Err: fmt.Errorf("unknown containerd config version %d (known: 1 to 4)", n)}
+	if oldest, newest := knownVersions(); n < int64(oldest) || n > int64(newest) {
+		return &runtime.ConfigError{Path: d.path, Line: d.lineOfKey("version"), Key: "version", Err: fmt.Errorf("unknown containerd config version %d (known: %d to %d)", n, oldest, newest)}
 	}
 	d.version = int(n)
 	return nil

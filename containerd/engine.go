@@ -94,27 +94,16 @@ func New(hostRoot string, variant runtime.Variant, version runtime.Version, opts
 
 // DefaultConfigPath returns where a variant keeps the containerd config
 // that kata-deploy reads: the main config file, or for k0s the drop-in
-// directory it loads by itself.
-func DefaultConfigPath(v runtime.Variant) string {
-	switch v {
-	case runtime.VariantK3s, runtime.VariantK3sAgent:
-		return "/var/lib/rancher/k3s/agent/etc/containerd/config.toml"
-	case runtime.VariantRKE2Server, runtime.VariantRKE2Agent:
-		return "/var/lib/rancher/rke2/agent/etc/containerd/config.toml"
-	case runtime.VariantK0s:
-		return "/etc/k0s/containerd.d"
-	case runtime.VariantMicroK8s:
-		return "/var/snap/microk8s/current/args/containerd-template.toml"
-	}
-	return "/etc/containerd/config.toml"
-}
+// directory it loads by itself (runtime.Variant.ConfigPath, which this
+// predates).
+func DefaultConfigPath(v runtime.Variant) string { return v.ConfigPath() }
 
 // ConfigPath returns the host path the engine reads containerd's config from.
 func (e *Engine) ConfigPath() string { return e.configPath }
 
 // mergesImports reports whether this containerd merges an imported plugin
 // table into the main one (2.1 and later) rather than replacing it whole.
-func (e *Engine) mergesImports() bool { return e.version.AtLeast(2, 1) }
+func (e *Engine) mergesImports() bool { return mergesImports(e.version) }
 
 // JournalPath returns the host path of the journal where the engine keeps
 // what it created and the former bytes of what it edited.
@@ -138,14 +127,14 @@ func (e *Engine) PlanInstall(ctx context.Context, spec runtime.Spec) (*runtime.P
 	if err := spec.Validate(); err != nil {
 		return nil, fmt.Errorf("containerd: %w", err)
 	}
-	if spec.Mode == runtime.ModeUntrusted && e.version.Major >= 2 {
+	if spec.Mode == runtime.ModeUntrusted && !routesUntrusted(e.version) {
 		return nil, fmt.Errorf("containerd %s no longer routes pods annotated io.kubernetes.cri.untrusted-workload to a separate runtime (removed in 2.0): use --mode=%s and runtimeClassName: %s",
 			e.version, runtime.ModeRuntimeClass, spec.Handlers[0].Name)
 	}
 	for _, h := range spec.Handlers {
 		// containerd 1.6 reads a runtime's snapshotter key without error
 		// and ignores it: fc would then run on overlayfs and fail.
-		if h.Snapshotter != "" && !e.version.AtLeast(1, 7) {
+		if h.Snapshotter != "" && !readsRuntimeOptions(e.version) {
 			return nil, fmt.Errorf("containerd %s has no per-runtime snapshotter (containerd 1.7 added it), so handler %s cannot use %s: upgrade containerd, or leave the snapshotter out", e.version, h.Name, h.Snapshotter)
 		}
 	}
@@ -326,10 +315,7 @@ func (e *Engine) planDistro(ctx context.Context, f *files, spec runtime.Spec) er
 	}
 	if dir == "" {
 		d := path.Dir(e.configPath)
-		sub := "config.toml.d"
-		if main.version >= 3 {
-			sub = "config-v3.toml.d"
-		}
+		sub := lookupVersion(main.version).distroDropIns
 		return &runtime.ConfigError{Path: e.configPath, Key: "imports", Err: fmt.Errorf(
 			"the rendered config imports no drop-in directory, and kata-deploy will not edit a file %s regenerates; "+
 				"upgrade %s to a release whose containerd config imports %s/%s/*.toml, or add `imports = [\"%s/%s/*.toml\"]` to %s/%s.tmpl and restart %s",
@@ -466,7 +452,7 @@ func (e *Engine) entries(base *document, spec runtime.Spec) ([]entry, error) {
 	// key when it migrates a version 2 config, so fc's images would land in
 	// the default snapshotter.
 	for _, h := range spec.Handlers {
-		if h.Snapshotter != "" && e.version.Major >= 2 && base.version < 3 {
+		if h.Snapshotter != "" && platformSnapshotter(e.version) && imagesPlugin(base.version) == "" {
 			return nil, &runtime.ConfigError{Path: e.configPath, Key: "version",
 				Err: fmt.Errorf("is %d: containerd %s reads handler %s's snapshotter %s only from a version 3 config (its image service's runtime_platforms); migrate the config (containerd config migrate), or leave the snapshotter out", base.version, e.version, h.Name, h.Snapshotter)}
 		}
@@ -481,7 +467,7 @@ func (e *Engine) entries(base *document, spec runtime.Spec) ([]entry, error) {
 	}
 	existing, _ := base.lookup(keys...)
 	runtimes, _ := existing.(map[string]any)
-	if e.version.Major < 2 && len(runtimes) == 0 {
+	if replacesDefaultRuntimes(e.version) && len(runtimes) == 0 {
 		// containerd 1.x replaces its default runtimes as soon as a file
 		// names any runtime: restate runc, or ordinary pods would break.
 		def, _ := base.lookup("plugins", criPlugin(base.version), "containerd", "default_runtime_name")
@@ -511,15 +497,8 @@ func (e *Engine) entries(base *document, spec runtime.Spec) ([]entry, error) {
 }
 
 // dropInVersion is the config version for a file the engine writes with no
-// main config to match: the newest one this containerd reads without
-// migrating (2.3's version 4 only moved server settings, which the engine
-// never writes).
-func (e *Engine) dropInVersion() int {
-	if e.version.Major < 2 {
-		return 2
-	}
-	return 3
-}
+// main config to match (see writeVersion).
+func (e *Engine) dropInVersion() int { return writeVersion(e.version) }
 
 // importedVersion is the config version for a drop-in that main imports:
 // main's own. containerd 2.2 merges the files before migrating them, and a
@@ -635,13 +614,7 @@ func (e *Engine) read(ctx context.Context, p string) (*document, error) {
 // checkVersion refuses a config this containerd could not read, rather
 // than registering handlers it would never load.
 func (e *Engine) checkVersion(doc *document) error {
-	newest := 2
-	switch {
-	case e.version.AtLeast(2, 3):
-		newest = 4
-	case e.version.Major >= 2:
-		newest = 3
-	}
+	newest := newestReadable(e.version)
 	if doc.version > newest {
 		return &runtime.ConfigError{Path: doc.path, Line: doc.lineOfKey("version"), Key: "version",
 			Err: fmt.Errorf("config version %d, but containerd %s reads config versions 1 to %d", doc.version, e.version, newest)}

@@ -8,33 +8,9 @@ import (
 	"github.com/kata-deploy/kata-deploy/runtime"
 )
 
-// Plugin IDs that hold the CRI runtimes, per config version.
-const (
-	criV1      = "cri"
-	criV2      = "io.containerd.grpc.v1.cri"
-	criRuntime = "io.containerd.cri.v1.runtime"
-	criImages  = "io.containerd.cri.v1.images"
-)
-
 // untrustedRuntime is the runtime name containerd 1.x uses for pods
 // annotated io.kubernetes.cri.untrusted-workload: "true".
 const untrustedRuntime = "untrusted"
-
-// criPlugin returns the plugin ID whose table holds the runtimes.
-func criPlugin(version int) string {
-	switch version {
-	case 1:
-		return criV1
-	case 2:
-		return criV2
-	}
-	return criRuntime
-}
-
-// runtimesKeys is the key path of the runtimes table.
-func runtimesKeys(version int) []string {
-	return []string{"plugins", criPlugin(version), "containerd", "runtimes"}
-}
 
 // entry is one runtime table the engine writes.
 type entry struct {
@@ -74,8 +50,8 @@ func renderTables(version int, entries []entry, eol string) string {
 		}
 		line("[%s.options]", table)
 		line("  ConfigPath = %s", tomltext.String(h.ConfigPath))
-		if h.Snapshotter != "" && version >= 3 {
-			line("[%s]", tomltext.DottedKey("plugins", criImages, "runtime_platforms", e.name))
+		if images := imagesPlugin(version); h.Snapshotter != "" && images != "" {
+			line("[%s]", tomltext.DottedKey("plugins", images, "runtime_platforms", e.name))
 			line("  snapshotter = %s", tomltext.String(h.Snapshotter))
 		}
 	}

@@ -41,7 +41,7 @@ const ShimLinkDir = "/usr/local/bin"
 // only by the binary name runtime_type implies (see ShimLinkDir). A 1.6
 // patch release may carry the backport of the fix; the link is harmless
 // there.
-func (e *Engine) needsShimLinks() bool { return !e.version.AtLeast(1, 7) }
+func (e *Engine) needsShimLinks() bool { return !readsRuntimeOptions(e.version) }
 
 // ShimBinaryName returns the name of the shim binary containerd before 1.7
 // runs for a runtime_type, as containerd derives it from the type's last

@@ -18,10 +18,18 @@ import (
 	"github.com/kata-deploy/kata-deploy/runtime"
 )
 
-// Default host paths of CRI-O's configuration.
+// Default host paths of CRI-O's configuration, kept for importers: the
+// engine takes them from runtime.VariantCRIO, where each variant's paths
+// are kept, and a test holds these equal to them.
 const (
+	// DefaultConfigFile is CRI-O's main config file.
+	//
+	// Deprecated: use runtime.VariantCRIO.ConfigPath().
 	DefaultConfigFile = "/etc/crio/crio.conf"
-	DefaultConfigDir  = "/etc/crio/crio.conf.d"
+	// DefaultConfigDir is CRI-O's drop-in directory.
+	//
+	// Deprecated: use runtime.VariantCRIO.DropInDir().
+	DefaultConfigDir = "/etc/crio/crio.conf.d"
 )
 
 // runtimeRoot is where CRI-O keeps state for VM runtimes, as Kata expects.
@@ -42,10 +50,12 @@ var _ runtime.ConfigEngine = (*Engine)(nil)
 // Option configures an Engine.
 type Option func(*Engine)
 
-// WithConfigDir sets CRI-O's drop-in directory (DefaultConfigDir if not set).
+// WithConfigDir sets CRI-O's drop-in directory
+// (runtime.VariantCRIO.DropInDir() if not set).
 func WithConfigDir(dir string) Option { return func(e *Engine) { e.configDir = path.Clean(dir) } }
 
-// WithConfigFile sets CRI-O's main config file (DefaultConfigFile if not set).
+// WithConfigFile sets CRI-O's main config file
+// (runtime.VariantCRIO.ConfigPath() if not set).
 func WithConfigFile(p string) Option { return func(e *Engine) { e.configFile = path.Clean(p) } }
 
 // WithName sets the name the engine's drop-in and journal carry, so that
@@ -73,7 +83,7 @@ func New(hostRoot string, version runtime.Version, opts ...Option) (*Engine, err
 	if err != nil {
 		return nil, err
 	}
-	e := &Engine{root: root, version: version, configFile: DefaultConfigFile, configDir: DefaultConfigDir,
+	e := &Engine{root: root, version: version, configFile: runtime.VariantCRIO.ConfigPath(), configDir: runtime.VariantCRIO.DropInDir(),
 		name: "kata-deploy", log: slog.New(slog.NewTextHandler(io.Discard, nil))}
 	for _, o := range opts {
 		o(e)

@@ -117,3 +117,10 @@ func TestRefusals(t *testing.T) {
 		})
 	}
 }
+
+// The exported defaults predate runtime's variant table and must not
+// drift from it.
+func TestDefaultsMatchVariantTable(t *testing.T) {
+	assert.Equal(t, DefaultConfigFile, runtime.VariantCRIO.ConfigPath())
+	assert.Equal(t, DefaultConfigDir, runtime.VariantCRIO.DropInDir())
+}

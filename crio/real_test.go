@@ -23,8 +23,8 @@ func TestEffectiveConfigWithRealCRIO(t *testing.T) {
 		t.Run(c.name, func(t *testing.T) {
 			ctx, cancel := context.WithTimeout(context.Background(), time.Minute)
 			defer cancel()
-			host := makeHost(t, c.files, append(c.dirs, DefaultConfigDir))
-			confDir := filepath.Join(host, DefaultConfigDir)
+			host := makeHost(t, c.files, append(c.dirs, runtime.VariantCRIO.DropInDir()))
+			confDir := filepath.Join(host, runtime.VariantCRIO.DropInDir())
 			before := crioConfig(ctx, t, confDir)
 
 			e := newEngine(t, host)

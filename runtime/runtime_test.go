@@ -4,6 +4,7 @@ import (
 	"errors"
 	"fmt"
 	"io/fs"
+	"path"
 	"strings"
 	"testing"
 	"testing/fstest"
@@ -182,4 +183,22 @@ func TestOpString(t *testing.T) {
 		assert.Check(t, !strings.HasPrefix(op.String(), "Op("), "Op %d has no name", int(op))
 	}
 	assert.Check(t, is.Equal(Op(99).String(), "Op(99)"))
+}
+
+// Every variant's row is complete, and the paths the engines take from it
+// are absolute host paths.
+func TestVariantTableComplete(t *testing.T) {
+	for _, f := range variantTable() {
+		v := f.variant
+		assert.Check(t, path.IsAbs(v.ConfigPath()), v)
+		assert.Check(t, path.IsAbs(v.CRISocket()), v)
+		assert.Check(t, v.DropInDir() == "" || path.IsAbs(v.DropInDir()), v)
+		assert.Check(t, len(f.signatures) > 0, v)
+		assert.Check(t, (v.RuntimeUnit() == "") == (v.KubeletUnit() == ""), v)
+	}
+	assert.Check(t, is.Equal(VariantCRIO.ConfigPath(), "/etc/crio/crio.conf"))
+	assert.Check(t, is.Equal(VariantCRIO.DropInDir(), "/etc/crio/crio.conf.d"))
+	assert.Check(t, is.Equal(VariantK0s.ConfigPath(), "/etc/k0s/containerd.d"))
+	assert.Check(t, is.Equal(Variant("bogus").ConfigPath(), VariantContainerd.ConfigPath()))
+	assert.Check(t, is.Equal(Variant("bogus").Kind(), Containerd))
 }

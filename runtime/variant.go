@@ -27,10 +27,89 @@ const (
 
 // Variants returns every known variant, in detection order.
 func Variants() []Variant {
-	return []Variant{
-		VariantK3s, VariantK3sAgent, VariantRKE2Server, VariantRKE2Agent,
-		VariantK0s, VariantMicroK8s, VariantContainerd, VariantCRIO,
+	table := variantTable()
+	out := make([]Variant, len(table))
+	for i, f := range table {
+		out[i] = f.variant
 	}
+	return out
+}
+
+// variantFacts is everything kata-deploy knows about one variant; each
+// fact lives here and nowhere else (the engines ask the accessors below).
+type variantFacts struct {
+	variant Variant
+	kind    Kind
+	// unit runs the container runtime ("" for k0s, which reloads its
+	// containerd drop-ins by itself); kubeletUnit runs the kubelet.
+	unit, kubeletUnit string
+	criSocket         string
+	// configPath is the config kata-deploy reads: the main file, or for
+	// k0s the drop-in directory it loads by itself. dropInDir is a
+	// directory the runtime loads drop-ins from whatever its main config
+	// says, or "".
+	configPath, dropInDir string
+	// signatures are files only this variant installs, in the order they
+	// are looked for (the first found is the evidence).
+	signatures []string
+}
+
+// variantTable lists the variants in detection order.
+func variantTable() []variantFacts {
+	const (
+		containerdSocket = "/run/containerd/containerd.sock"
+		k3sSocket        = "/run/k3s/containerd/containerd.sock"
+		k0sDropIns       = "/etc/k0s/containerd.d"
+		microk8sTemplate = "/var/snap/microk8s/current/args/containerd-template.toml"
+		crioConfig       = "/etc/crio/crio.conf"
+	)
+	// Unit files are searched in every directory systemd loads units from.
+	unit := func(names ...string) []string {
+		dirs := []string{"/etc/systemd/system", "/usr/local/lib/systemd/system", "/usr/lib/systemd/system", "/lib/systemd/system"}
+		var out []string
+		for _, n := range names {
+			for _, d := range dirs {
+				out = append(out, path.Join(d, n))
+			}
+		}
+		return out
+	}
+	return []variantFacts{
+		{variant: VariantK3s, kind: Containerd, unit: "k3s.service", kubeletUnit: "k3s.service", criSocket: k3sSocket,
+			configPath: "/var/lib/rancher/k3s/agent/etc/containerd/config.toml", signatures: unit("k3s.service")},
+		{variant: VariantK3sAgent, kind: Containerd, unit: "k3s-agent.service", kubeletUnit: "k3s-agent.service", criSocket: k3sSocket,
+			configPath: "/var/lib/rancher/k3s/agent/etc/containerd/config.toml", signatures: unit("k3s-agent.service")},
+		{variant: VariantRKE2Server, kind: Containerd, unit: "rke2-server.service", kubeletUnit: "rke2-server.service", criSocket: k3sSocket,
+			configPath: "/var/lib/rancher/rke2/agent/etc/containerd/config.toml", signatures: unit("rke2-server.service")},
+		{variant: VariantRKE2Agent, kind: Containerd, unit: "rke2-agent.service", kubeletUnit: "rke2-agent.service", criSocket: k3sSocket,
+			configPath: "/var/lib/rancher/rke2/agent/etc/containerd/config.toml", signatures: unit("rke2-agent.service")},
+		{variant: VariantK0s, kind: Containerd, criSocket: "/run/k0s/containerd.sock",
+			configPath: k0sDropIns, dropInDir: k0sDropIns, signatures: append([]string{k0sDropIns}, unit("k0sworker.service", "k0scontroller.service")...)},
+		{variant: VariantMicroK8s, kind: Containerd, unit: "snap.microk8s.daemon-containerd.service", kubeletUnit: "snap.microk8s.daemon-kubelite.service",
+			criSocket: "/var/snap/microk8s/common/run/containerd.sock", configPath: microk8sTemplate, signatures: []string{microk8sTemplate}},
+		{variant: VariantContainerd, kind: Containerd, unit: "containerd.service", kubeletUnit: "kubelet.service", criSocket: containerdSocket,
+			configPath: "/etc/containerd/config.toml", signatures: unit("containerd.service")},
+		{variant: VariantCRIO, kind: CRIO, unit: "crio.service", kubeletUnit: "kubelet.service", criSocket: "/run/crio/crio.sock",
+			configPath: crioConfig, dropInDir: "/etc/crio/crio.conf.d", signatures: append(unit("crio.service"), crioConfig)},
+	}
+}
+
+// facts returns v's row. A variant not in the table (a Variant built
+// without ParseVariant) is taken as stand-alone containerd run by no
+// known unit.
+func (v Variant) facts() variantFacts {
+	table := variantTable()
+	for _, f := range table {
+		if f.variant == v {
+			return f
+		}
+	}
+	for _, f := range table {
+		if f.variant == VariantContainerd {
+			return variantFacts{variant: v, kind: f.kind, criSocket: f.criSocket, configPath: f.configPath}
+		}
+	}
+	panic("runtime: containerd is missing from the variant table")
 }
 
 // ParseVariant parses a variant name as given on a command line.
@@ -48,62 +127,32 @@ func ParseVariant(s string) (Variant, error) {
 }
 
 // Kind returns the runtime family of the variant.
-func (v Variant) Kind() Kind {
-	if v == VariantCRIO {
-		return CRIO
-	}
-	return Containerd
-}
+func (v Variant) Kind() Kind { return v.facts().kind }
 
 // RuntimeUnit returns the systemd unit that runs the variant's container
 // runtime, or "" for k0s, which reloads its containerd drop-ins by itself.
-func (v Variant) RuntimeUnit() string {
-	switch v {
-	case VariantContainerd:
-		return "containerd.service"
-	case VariantCRIO:
-		return "crio.service"
-	case VariantK3s:
-		return "k3s.service"
-	case VariantK3sAgent:
-		return "k3s-agent.service"
-	case VariantRKE2Server:
-		return "rke2-server.service"
-	case VariantRKE2Agent:
-		return "rke2-agent.service"
-	case VariantMicroK8s:
-		return "snap.microk8s.daemon-containerd.service"
-	}
-	return ""
-}
+func (v Variant) RuntimeUnit() string { return v.facts().unit }
 
 // CRISocket returns the host path of the CRI socket the variant's runtime
 // serves.
-func (v Variant) CRISocket() string {
-	switch v {
-	case VariantCRIO:
-		return "/run/crio/crio.sock"
-	case VariantK3s, VariantK3sAgent, VariantRKE2Server, VariantRKE2Agent:
-		return "/run/k3s/containerd/containerd.sock"
-	case VariantK0s:
-		return "/run/k0s/containerd.sock"
-	case VariantMicroK8s:
-		return "/var/snap/microk8s/common/run/containerd.sock"
-	}
-	return "/run/containerd/containerd.sock"
-}
+func (v Variant) CRISocket() string { return v.facts().criSocket }
 
 // KubeletUnit returns the systemd unit that runs the kubelet. Distributions
 // that embed the kubelet return their own unit; k0s returns "".
-func (v Variant) KubeletUnit() string {
-	switch v {
-	case VariantContainerd, VariantCRIO:
-		return "kubelet.service"
-	case VariantMicroK8s:
-		return "snap.microk8s.daemon-kubelite.service"
-	}
-	return v.RuntimeUnit()
-}
+func (v Variant) KubeletUnit() string { return v.facts().kubeletUnit }
+
+// ConfigPath returns the host path of the runtime configuration
+// kata-deploy reads on this variant: the main config file
+// (/etc/containerd/config.toml, /etc/crio/crio.conf, k3s's rendered
+// config.toml, microk8s's containerd template), or for k0s the drop-in
+// directory it loads by itself.
+func (v Variant) ConfigPath() string { return v.facts().configPath }
+
+// DropInDir returns the directory the variant's runtime loads drop-in
+// config files from whatever its main config says (/etc/crio/crio.conf.d,
+// k0s's /etc/k0s/containerd.d), or "" where drop-ins load only through the
+// main config's imports.
+func (v Variant) DropInDir() string { return v.facts().dropInDir }
 
 // FS is the read access to a host root that detection needs: an
 // io/fs.StatFS whose names are host paths without the leading slash, as
@@ -148,40 +197,11 @@ func (e *AmbiguousError) Error() string {
 	return strings.TrimSuffix(b.String(), ";")
 }
 
-// signature is a file whose presence marks a variant.
-type signature struct {
-	variant Variant
-	paths   []string
-}
-
-// signatures lists, per variant, files that only that variant installs.
-// Unit files are searched in every directory systemd loads units from.
-func signatures() []signature {
-	unit := func(name string) []string {
-		dirs := []string{"/etc/systemd/system", "/usr/local/lib/systemd/system", "/usr/lib/systemd/system", "/lib/systemd/system"}
-		out := make([]string, len(dirs))
-		for i, d := range dirs {
-			out[i] = path.Join(d, name)
-		}
-		return out
-	}
-	return []signature{
-		{VariantK3s, unit("k3s.service")},
-		{VariantK3sAgent, unit("k3s-agent.service")},
-		{VariantRKE2Server, unit("rke2-server.service")},
-		{VariantRKE2Agent, unit("rke2-agent.service")},
-		{VariantK0s, append([]string{"/etc/k0s/containerd.d"}, append(unit("k0sworker.service"), unit("k0scontroller.service")...)...)},
-		{VariantMicroK8s, []string{"/var/snap/microk8s/current/args/containerd-template.toml"}},
-		{VariantContainerd, unit("containerd.service")},
-		{VariantCRIO, append(unit("crio.service"), "/etc/crio/crio.conf")},
-	}
-}
-
 func signaturePaths(kind Kind) []string {
 	var out []string
-	for _, s := range signatures() {
-		if kind == "" || s.variant.Kind() == kind {
-			out = append(out, s.paths...)
+	for _, f := range variantTable() {
+		if kind == "" || f.kind == kind {
+			out = append(out, f.signatures...)
 		}
 	}
 	return out
@@ -196,11 +216,11 @@ func signaturePaths(kind Kind) []string {
 // and a host with none is a *NoRuntimeError.
 func DetectVariant(hostRoot FS, kind Kind) (Variant, []Evidence, error) {
 	var found []Evidence
-	for _, s := range signatures() {
-		if kind != "" && s.variant.Kind() != kind {
+	for _, s := range variantTable() {
+		if kind != "" && s.kind != kind {
 			continue
 		}
-		for _, p := range s.paths {
+		for _, p := range s.signatures {
 			fi, err := hostRoot.Stat(strings.TrimPrefix(p, "/"))
 			if err != nil && !errors.Is(err, fs.ErrNotExist) {
 				return "", nil, fmt.Errorf("detect container runtime: %w", err)
