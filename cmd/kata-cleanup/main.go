@@ -21,9 +21,9 @@ import (
 
 	"k8s.io/client-go/kubernetes"
 
-	"github.com/kata-deploy/kata-deploy/internal/cli"
-	"github.com/kata-deploy/kata-deploy/internal/installer"
-	"github.com/kata-deploy/kata-deploy/internal/teardown"
+	"github.com/kata-deploy/kata-deploy/cmd/internal/cli"
+	"github.com/kata-deploy/kata-deploy/cmd/internal/installer"
+	"github.com/kata-deploy/kata-deploy/cmd/internal/teardown"
 	"github.com/kata-deploy/kata-deploy/nodelabel"
 	"github.com/kata-deploy/kata-deploy/runtime"
 )

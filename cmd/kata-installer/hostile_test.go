@@ -16,7 +16,7 @@ import (
 	"gotest.tools/v3/assert"
 	is "gotest.tools/v3/assert/cmp"
 
-	"github.com/kata-deploy/kata-deploy/internal/cli"
+	"github.com/kata-deploy/kata-deploy/cmd/internal/cli"
 	"github.com/kata-deploy/kata-deploy/internal/hosttest"
 )
 

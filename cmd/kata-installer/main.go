@@ -14,8 +14,8 @@ import (
 	"syscall"
 	"time"
 
-	"github.com/kata-deploy/kata-deploy/internal/cli"
-	"github.com/kata-deploy/kata-deploy/internal/installer"
+	"github.com/kata-deploy/kata-deploy/cmd/internal/cli"
+	"github.com/kata-deploy/kata-deploy/cmd/internal/installer"
 	"github.com/kata-deploy/kata-deploy/nodelabel"
 	"github.com/kata-deploy/kata-deploy/runtime"
 )
