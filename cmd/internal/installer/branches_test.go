@@ -520,7 +520,7 @@ func TestCleanupBranches(t *testing.T) {
 			if !tc.installed {
 				sd, rt := fakeSystemd{}, fakeCRI{}
 				assert.NilError(t, in.config(&sd, &rt).Uninstall(ctx))
-				// The installer's main marks the node for the cleanup.
+				// installer.Run marks the node for the cleanup.
 				assert.NilError(t, in.node.SetKataState(ctx, nodelabel.KataCleanup))
 				in.log.reset()
 			}
