@@ -46,7 +46,7 @@ func layerOf(rel string) (rank int, testInfra, ok bool) {
 	switch {
 	case under("runtime"):
 		return 0, false, true
-	case under("internal/testbed"), under("internal/hosttest"):
+	case under("internal/testing"):
 		return 2, true, true
 	case under("internal"):
 		return 1, false, true

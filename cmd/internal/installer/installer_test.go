@@ -15,8 +15,8 @@ import (
 	"gotest.tools/v3/golden"
 
 	"github.com/kata-deploy/kata-deploy/cmd/internal/cleanup"
-	"github.com/kata-deploy/kata-deploy/internal/hosttest"
 	"github.com/kata-deploy/kata-deploy/internal/noderecord"
+	"github.com/kata-deploy/kata-deploy/internal/testing/hosttest"
 	"github.com/kata-deploy/kata-deploy/nodelabel"
 	"github.com/kata-deploy/kata-deploy/runtime"
 )
