@@ -34,3 +34,65 @@ func TestDependencyLayers(t *testing.T) {
 		assert.Check(t, ok, "runtime depends on %s", dep)
 	}
 }
+
+// layerOf places a package of the module in the tree's layers, lowest
+// first: runtime's vocabulary, the internal helpers, the public packages,
+// the commands' composition (cmd/internal), the commands, and what sits
+// beside the product (manifests, hack tools, e2e). Test infrastructure is
+// its own layer, which only tests may import. A package the table does not
+// place fails the test, so each new package is placed on purpose.
+func layerOf(rel string) (rank int, testInfra, ok bool) {
+	under := func(p string) bool { return rel == p || strings.HasPrefix(rel, p+"/") }
+	switch {
+	case under("runtime"):
+		return 0, false, true
+	case under("internal/testing"):
+		return 2, true, true
+	case under("internal"):
+		return 1, false, true
+	case under("containerd"), under("crio"), under("artifacts"), under("nodelabel"), under("systemd"):
+		return 2, false, true
+	case under("cmd/internal"):
+		return 3, false, true
+	case under("cmd"):
+		return 4, false, true
+	case rel == "", under("deploy"), under("hack"), under("e2e"):
+		return 5, false, true
+	}
+	return 0, false, false
+}
+
+// TestLayers keeps the import graph pointing down: no package imports one
+// in a higher layer, and no product code imports test infrastructure.
+func TestLayers(t *testing.T) {
+	const module = "github.com/kata-deploy/kata-deploy"
+	out, err := exec.Command("go", "list", "-f", "{{.ImportPath}} {{join .Imports \" \"}}", "./...").CombinedOutput()
+	assert.NilError(t, err, string(out))
+	rel := func(p string) (string, bool) {
+		if p == module {
+			return "", true
+		}
+		r, ok := strings.CutPrefix(p, module+"/")
+		return r, ok
+	}
+	for _, line := range strings.Split(strings.TrimSpace(string(out)), "\n") {
+		f := strings.Fields(line)
+		from, _ := rel(f[0])
+		fromRank, fromInfra, ok := layerOf(from)
+		if !assert.Check(t, ok, "package %s is in no layer: place it in layerOf", f[0]) {
+			continue
+		}
+		for _, imp := range f[1:] {
+			to, ours := rel(imp)
+			if !ours {
+				continue
+			}
+			toRank, toInfra, ok := layerOf(to)
+			if !assert.Check(t, ok, "package %s is in no layer: place it in layerOf", imp) {
+				continue
+			}
+			assert.Check(t, toRank <= fromRank, "%s (layer %d) imports %s (layer %d): an arrow back up", f[0], fromRank, imp, toRank)
+			assert.Check(t, !toInfra || fromInfra, "%s imports test infrastructure %s outside its tests", f[0], imp)
+		}
+	}
+}

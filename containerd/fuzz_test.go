@@ -10,7 +10,7 @@ import (
 	"testing"
 	"time"
 
-	"github.com/kata-deploy/kata-deploy/internal/hosttest"
+	"github.com/kata-deploy/kata-deploy/internal/testing/hosttest"
 	"github.com/kata-deploy/kata-deploy/runtime"
 )
 

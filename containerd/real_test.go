@@ -15,7 +15,7 @@ import (
 	"github.com/pelletier/go-toml/v2"
 	"gotest.tools/v3/assert"
 
-	"github.com/kata-deploy/kata-deploy/internal/testbed"
+	"github.com/kata-deploy/kata-deploy/internal/testing/testbed"
 	"github.com/kata-deploy/kata-deploy/runtime"
 )
 

@@ -13,7 +13,7 @@ import (
 	"gotest.tools/v3/assert"
 	is "gotest.tools/v3/assert/cmp"
 
-	"github.com/kata-deploy/kata-deploy/internal/hosttest"
+	"github.com/kata-deploy/kata-deploy/internal/testing/hosttest"
 	"github.com/kata-deploy/kata-deploy/runtime"
 )
 

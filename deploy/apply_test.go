@@ -22,7 +22,7 @@ import (
 	"k8s.io/client-go/restmapper"
 
 	"github.com/kata-deploy/kata-deploy/deploy/helm"
-	"github.com/kata-deploy/kata-deploy/internal/testbed"
+	"github.com/kata-deploy/kata-deploy/internal/testing/testbed"
 	"github.com/kata-deploy/kata-deploy/nodelabel"
 )
 

@@ -11,7 +11,7 @@ import (
 
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
 
-	"github.com/kata-deploy/kata-deploy/internal/testbed"
+	"github.com/kata-deploy/kata-deploy/internal/testing/testbed"
 )
 
 // kataHandlers are the handlers an install of e2eShims registers.

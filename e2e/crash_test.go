@@ -12,7 +12,7 @@ import (
 	"testing"
 	"time"
 
-	"github.com/kata-deploy/kata-deploy/internal/testbed"
+	"github.com/kata-deploy/kata-deploy/internal/testing/testbed"
 )
 
 // crashSeed is the seed of the kill points: KATA_E2E_SEED to replay a run,

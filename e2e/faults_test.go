@@ -9,7 +9,7 @@ import (
 	"testing"
 	"time"
 
-	"github.com/kata-deploy/kata-deploy/internal/testbed"
+	"github.com/kata-deploy/kata-deploy/internal/testing/testbed"
 )
 
 // badConfig is a host config the installer must refuse, and where.

@@ -9,7 +9,7 @@ import (
 	"testing"
 	"time"
 
-	"github.com/kata-deploy/kata-deploy/internal/testbed"
+	"github.com/kata-deploy/kata-deploy/internal/testing/testbed"
 )
 
 // TestFigures measures, per flavour, the time from the installer's start

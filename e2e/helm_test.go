@@ -7,7 +7,7 @@ import (
 	"time"
 
 	"github.com/kata-deploy/kata-deploy/deploy/helm"
-	"github.com/kata-deploy/kata-deploy/internal/testbed"
+	"github.com/kata-deploy/kata-deploy/internal/testing/testbed"
 )
 
 // TestClusterHelm is the Helm quick start on a real cluster: helm install labels

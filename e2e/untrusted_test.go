@@ -6,7 +6,7 @@ import (
 	"strings"
 	"testing"
 
-	"github.com/kata-deploy/kata-deploy/internal/testbed"
+	"github.com/kata-deploy/kata-deploy/internal/testing/testbed"
 )
 
 // TestUntrustedMode is the original annotation flow: on containerd 1.6,

@@ -6,7 +6,7 @@ import (
 	"testing"
 	"time"
 
-	"github.com/kata-deploy/kata-deploy/internal/testbed"
+	"github.com/kata-deploy/kata-deploy/internal/testing/testbed"
 )
 
 // TestUpgrade installs payload v1, then v2 (changed files, one file more,

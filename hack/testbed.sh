@@ -1,5 +1,5 @@
 #!/usr/bin/env bash
-# hack/testbed.sh: provision the real-node testbed used by internal/testbed (docs/testbed.md).
+# hack/testbed.sh: provision the real-node testbed used by internal/testing/testbed (docs/testbed.md).
 #
 #   hack/testbed.sh provision   install host packages, build the pinned binaries and the
 #                               node root; idempotent, everything cached by version
@@ -505,7 +505,7 @@ EOF
 # The kubelet layer goes between a flavour layer and a cluster node's own files: kubelet
 # and kube-proxy, Debian's CNI plugins, and the units that run them. Everything that
 # differs per node (names, addresses, tokens, the runtime's socket) is written by
-# internal/testbed when the node boots.
+# internal/testing/testbed when the node boots.
 build_kube_layer() {
 	local id l deb
 	id=$( (echo "$KUBE_LAYER_REV" && cd "$KUBE_LAYER_SRC" && cat kubelet.service kube-proxy.service testbed-node.service testbed-init testbed-node-setup) | sha256sum | cut -c1-12)
@@ -534,7 +534,7 @@ build_kube_layer() {
 }
 
 # exec_layer NAME BINARY: a tiny overlay layer holding BINARY at /.testbed/bin and the
-# libraries it links, so internal/testbed can run it chrooted into any test host root
+# libraries it links, so internal/testing/testbed can run it chrooted into any test host root
 # (ContainerdConfigDump) whatever that root contains.
 exec_layer() {
 	local name=$1 bin=$2 l=$CACHE/exec/$1-r$LAYER_REV lib
@@ -552,7 +552,7 @@ exec_layer() {
 write_manifest() {
 	local tmp=$MANIFEST.tmp
 	cat >"$tmp" <<EOF
-# written by hack/testbed.sh provision; read by internal/testbed
+# written by hack/testbed.sh provision; read by internal/testing/testbed
 ETCD=$(command -v etcd)
 KUBE_APISERVER=$CACHE/kubernetes-$K8S_VERSION/kube-apiserver
 KUBE_CONTROLLER_MANAGER=$OUT_kube/kube-controller-manager

@@ -17,13 +17,12 @@ import (
 	"os/signal"
 	"strings"
 	"syscall"
-	"time"
 
 	"k8s.io/client-go/kubernetes"
 
-	"github.com/kata-deploy/kata-deploy/internal/cli"
-	"github.com/kata-deploy/kata-deploy/internal/installer"
-	"github.com/kata-deploy/kata-deploy/internal/teardown"
+	"github.com/kata-deploy/kata-deploy/cmd/internal/cleanup"
+	"github.com/kata-deploy/kata-deploy/cmd/internal/cli"
+	"github.com/kata-deploy/kata-deploy/cmd/internal/teardown"
 	"github.com/kata-deploy/kata-deploy/nodelabel"
 	"github.com/kata-deploy/kata-deploy/runtime"
 )
@@ -67,13 +66,13 @@ func run(ctx context.Context, args []string, env cli.Environ) error {
 	if err != nil {
 		return err
 	}
-	cfg := &installer.Config{HostRoot: *hostRoot, Runtime: *rt, Restart: *restart, SystemdSocket: *socket,
-		VerifyTimeout: time.Minute, API: api, Node: n, Log: log}
+	cfg := &cleanup.Config{HostRoot: *hostRoot, Runtime: *rt, Restart: *restart, SystemdSocket: *socket,
+		API: api, Node: n, Log: log}
 	var h cli.Health
 	if err := h.Serve(ctx, *health, log); err != nil {
 		return err
 	}
-	if err := cfg.Cleanup(ctx); err != nil {
+	if err := cfg.Run(ctx); err != nil {
 		return err
 	}
 	h.SetReady()

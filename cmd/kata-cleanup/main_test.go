@@ -9,7 +9,7 @@ import (
 	"gotest.tools/v3/assert"
 	is "gotest.tools/v3/assert/cmp"
 
-	"github.com/kata-deploy/kata-deploy/internal/cli"
+	"github.com/kata-deploy/kata-deploy/cmd/internal/cli"
 )
 
 func invoke(t *testing.T, vars []string, args ...string) (code int, stdout, stderr string) {

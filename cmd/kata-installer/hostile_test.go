@@ -16,8 +16,8 @@ import (
 	"gotest.tools/v3/assert"
 	is "gotest.tools/v3/assert/cmp"
 
-	"github.com/kata-deploy/kata-deploy/internal/cli"
-	"github.com/kata-deploy/kata-deploy/internal/hosttest"
+	"github.com/kata-deploy/kata-deploy/cmd/internal/cli"
+	"github.com/kata-deploy/kata-deploy/internal/testing/hosttest"
 )
 
 // payload writes a small kata-static tree with the configs of the shims

@@ -6,7 +6,6 @@ package main
 
 import (
 	"context"
-	"fmt"
 	"os"
 	"os/signal"
 	"path"
@@ -14,8 +13,8 @@ import (
 	"syscall"
 	"time"
 
-	"github.com/kata-deploy/kata-deploy/internal/cli"
-	"github.com/kata-deploy/kata-deploy/internal/installer"
+	"github.com/kata-deploy/kata-deploy/cmd/internal/cli"
+	"github.com/kata-deploy/kata-deploy/cmd/internal/installer"
 	"github.com/kata-deploy/kata-deploy/nodelabel"
 	"github.com/kata-deploy/kata-deploy/runtime"
 )
@@ -89,21 +88,7 @@ func run(ctx context.Context, args []string, env cli.Environ) error {
 			return err
 		}
 	}
-	switch sub {
-	case "install":
-		return install(ctx, cfg, *health, *once, *ds)
-	case "uninstall":
-		return uninstall(ctx, cfg)
-	case "plan":
-		return cfg.Plan(ctx, stdout)
-	case "status":
-		s, err := cfg.Status(ctx)
-		if err != nil {
-			return err
-		}
-		return s.Write(stdout, *output)
-	}
-	panic("unreachable: subcommand checked above")
+	return installer.Run(ctx, cfg, installer.RunOptions{Command: sub, HealthAddr: *health, Once: *once, DaemonSet: *ds, Output: *output, Stdout: stdout})
 }
 
 // checkFlags refuses, as usage errors and before anything is read, flag
@@ -137,56 +122,6 @@ func checkFlags(hostRoot, rt, rtVersion, output, prefix, suffix, defaultShim str
 			flag = "--default-shim"
 		}
 		return cli.Usage("%s: %v", flag, err)
-	}
-	return nil
-}
-
-func install(ctx context.Context, cfg *installer.Config, healthAddr string, once bool, ds string) error {
-	var h cli.Health
-	if !once {
-		if err := h.Serve(ctx, healthAddr, cfg.Log); err != nil {
-			return err
-		}
-	}
-	state, err := cfg.Install(ctx)
-	if err != nil {
-		return err
-	}
-	h.SetReady()
-	cfg.Log.Info("Kata Containers installed", "kata-runtime", state)
-	if once {
-		return nil
-	}
-	if cfg.Node != nil {
-		go func() {
-			if err := cfg.Node.KeepKataState(ctx, state); err != nil {
-				cfg.Log.Error("keeping the kata-runtime label", "err", err)
-			}
-		}()
-	}
-	<-ctx.Done()
-	// The grace period is all the time uninstall has; ctx itself is done.
-	ctx, cancel := context.WithTimeout(context.WithoutCancel(ctx), 5*time.Minute)
-	defer cancel()
-	if ns, name, ok := strings.Cut(ds, "/"); ok && cfg.Node != nil {
-		t, err := cfg.Node.DaemonSetTargetsNode(ctx, ns, name)
-		if err != nil {
-			return fmt.Errorf("cannot tell whether this is a rolling update, so Kata stays installed: %w", err)
-		}
-		if t.Targets {
-			cfg.Log.Info("stopping without uninstalling: the DaemonSet still targets this node", "why", t.Reason)
-			return nil
-		}
-	}
-	return uninstall(ctx, cfg)
-}
-
-func uninstall(ctx context.Context, cfg *installer.Config) error {
-	if err := cfg.Uninstall(ctx); err != nil {
-		return err
-	}
-	if cfg.Node != nil {
-		return cfg.Node.SetKataState(ctx, nodelabel.KataCleanup)
 	}
 	return nil
 }

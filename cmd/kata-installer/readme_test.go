@@ -10,7 +10,7 @@ import (
 	"strings"
 	"testing"
 
-	"github.com/kata-deploy/kata-deploy/internal/cli"
+	"github.com/kata-deploy/kata-deploy/cmd/internal/cli"
 	"github.com/klauspost/compress/zstd"
 	"gotest.tools/v3/assert"
 	is "gotest.tools/v3/assert/cmp"

@@ -10,7 +10,7 @@ import (
 	"os/signal"
 	"syscall"
 
-	"github.com/kata-deploy/kata-deploy/internal/cli"
+	"github.com/kata-deploy/kata-deploy/cmd/internal/cli"
 	"github.com/kata-deploy/kata-deploy/nodelabel"
 )
 

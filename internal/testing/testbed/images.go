@@ -130,7 +130,7 @@ func BinaryImage(bin []byte, path string) (v1.Image, error) {
 	return mutate.ConfigFile(img, cf)
 }
 
-// ToolImage builds one of the testbed's programs (internal/testbed/internal/NAME) into
+// ToolImage builds one of the testbed's programs (internal/testing/testbed/internal/NAME) into
 // an image whose entrypoint it is.
 func ToolImage(name string) (v1.Image, error) {
 	bin, err := buildTool(name)

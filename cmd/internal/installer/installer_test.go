@@ -14,8 +14,9 @@ import (
 	is "gotest.tools/v3/assert/cmp"
 	"gotest.tools/v3/golden"
 
-	"github.com/kata-deploy/kata-deploy/internal/hosttest"
+	"github.com/kata-deploy/kata-deploy/cmd/internal/cleanup"
 	"github.com/kata-deploy/kata-deploy/internal/noderecord"
+	"github.com/kata-deploy/kata-deploy/internal/testing/hosttest"
 	"github.com/kata-deploy/kata-deploy/nodelabel"
 	"github.com/kata-deploy/kata-deploy/runtime"
 )
@@ -157,8 +158,8 @@ func TestCleanupRefusesInstalledNode(t *testing.T) {
 	h := host(t)
 	_, err := filesOnly(h, payload(t, "qemu"), "qemu").Install(ctx)
 	assert.NilError(t, err)
-	cl := &Config{HostRoot: h, Runtime: "auto"}
-	assert.Check(t, is.ErrorContains(cl.Cleanup(ctx), "still installed in /opt/kata (pending-restart"))
+	cl := &cleanup.Config{HostRoot: h, Runtime: "auto"}
+	assert.Check(t, is.ErrorContains(cl.Run(ctx), "still installed in /opt/kata (pending-restart"))
 
 	// An uninstall a cleanup follows leaves the record for it, marked.
 	root, rec, err := filesOnly(h, "").loadRecord()
@@ -167,7 +168,7 @@ func TestCleanupRefusesInstalledNode(t *testing.T) {
 	st, err := filesOnly(h, "", "qemu").Status(ctx)
 	assert.NilError(t, err)
 	assert.Check(t, !st.Installed)
-	assert.NilError(t, cl.Cleanup(ctx))
+	assert.NilError(t, cl.Run(ctx))
 	rec, err = noderecord.Load(root, "")
 	assert.NilError(t, err)
 	assert.Check(t, rec == nil, "the cleanup keeps the record it acted on")

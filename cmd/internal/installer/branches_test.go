@@ -13,6 +13,7 @@ import (
 	is "gotest.tools/v3/assert/cmp"
 	corev1 "k8s.io/api/core/v1"
 
+	"github.com/kata-deploy/kata-deploy/cmd/internal/cleanup"
 	"github.com/kata-deploy/kata-deploy/internal/hostfs"
 	"github.com/kata-deploy/kata-deploy/internal/noderecord"
 	"github.com/kata-deploy/kata-deploy/nodelabel"
@@ -448,6 +449,15 @@ func TestUninstallBranches(t *testing.T) {
 	}
 }
 
+// cleanup is the kata-cleanup command's Config on the node with the fake
+// systemd given. Its tests live here because the cleanup follows a real
+// uninstall, which only this package can run.
+func (in *installedNode) cleanup(sd *fakeSystemd) *cleanup.Config {
+	sd.log = in.log
+	return &cleanup.Config{HostRoot: in.host, Runtime: "auto", Restart: true, API: in.api, Node: in.node,
+		Dial: func(context.Context, string) (cleanup.Systemd, error) { return sd, nil }}
+}
+
 func TestCleanupBranches(t *testing.T) {
 	labels := map[string]string{kataLabel: "cleanup", runtimeLabel: "containerd"}
 	for _, tc := range []struct {
@@ -510,16 +520,16 @@ func TestCleanupBranches(t *testing.T) {
 			if !tc.installed {
 				sd, rt := fakeSystemd{}, fakeCRI{}
 				assert.NilError(t, in.config(&sd, &rt).Uninstall(ctx))
-				// The installer's main marks the node for the cleanup.
+				// installer.Run marks the node for the cleanup.
 				assert.NilError(t, in.node.SetKataState(ctx, nodelabel.KataCleanup))
 				in.log.reset()
 			}
 			before := snapshot(t, in.host)
-			sd, rt := tc.sd, fakeCRI{}
-			c := in.config(&sd, &rt)
+			sd := tc.sd
+			c := in.cleanup(&sd)
 			c.Restart = !tc.noRestart
 
-			err := c.Cleanup(ctx)
+			err := c.Run(ctx)
 
 			if tc.wantErr == "" {
 				assert.Check(t, is.Nil(err))

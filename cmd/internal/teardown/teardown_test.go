@@ -15,7 +15,7 @@ import (
 	"k8s.io/client-go/kubernetes/fake"
 	k8stesting "k8s.io/client-go/testing"
 
-	"github.com/kata-deploy/kata-deploy/internal/teardown"
+	"github.com/kata-deploy/kata-deploy/cmd/internal/teardown"
 )
 
 var discard = slog.New(slog.NewTextHandler(io.Discard, nil))

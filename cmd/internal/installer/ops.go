@@ -11,7 +11,6 @@ import (
 	"time"
 
 	"github.com/kata-deploy/kata-deploy/artifacts"
-	"github.com/kata-deploy/kata-deploy/internal/hostfs"
 	"github.com/kata-deploy/kata-deploy/internal/noderecord"
 	"github.com/kata-deploy/kata-deploy/nodelabel"
 	"github.com/kata-deploy/kata-deploy/runtime"
@@ -432,93 +431,4 @@ func (c *Config) Plan(ctx context.Context, w io.Writer) error {
 		fmt.Fprintf(w, "# restarts: %s\n", unit)
 	}
 	return nil
-}
-
-// Cleanup is the cleanup DaemonSet's work after an uninstall: restart the
-// runtime and the kubelet, remove both labels, and forget the uninstalled
-// installs. The runtime is the one the node's records name (the flags only
-// count on a node without records), and a node whose records say Kata is
-// still installed is refused: its uninstall did not finish, and resetting
-// its labels would hide that.
-func (c *Config) Cleanup(ctx context.Context) (err error) {
-	defer func() {
-		if err != nil {
-			c.event(context.WithoutCancel(ctx), nodelabel.ReasonCleanupFailed, "%v", err)
-		}
-	}()
-	root, err := hostfs.New(c.HostRoot)
-	if err != nil {
-		return err
-	}
-	recs, err := noderecord.LoadAll(root)
-	if err != nil {
-		return err
-	}
-	for _, r := range recs {
-		if r.State != noderecord.Uninstalled {
-			return fmt.Errorf("Kata is still installed in %s (%s, recorded in %s): its uninstall did not finish; run kata-installer uninstall on the node (it finds the install by itself), then the cleanup runs", r.Dest, r.State, noderecord.PathFor(r.Suffix))
-		}
-		if r.Runtime.Variant != recs[0].Runtime.Variant {
-			return fmt.Errorf("the node's records name two runtimes, %s and %s: clean up by hand", recs[0].Runtime.Variant, r.Runtime.Variant)
-		}
-	}
-	if len(recs) > 0 {
-		if c.Runtime != "" && c.Runtime != "auto" && c.Runtime != recs[0].Runtime.Variant {
-			c.log().Warn("acting on the runtime the node records, not on the flag", "flag", "runtime", "given", c.Runtime, "recorded", recs[0].Runtime.Variant)
-		}
-		c.Runtime = recs[0].Runtime.Variant
-	}
-	t, _, err := c.detectVariant(ctx, root)
-	if err != nil {
-		return err
-	}
-	var restarted []string
-	if c.Restart {
-		for _, unit := range []string{t.RuntimeUnit(), t.KubeletUnit()} {
-			if unit == "" {
-				continue
-			}
-			ok, err := c.restartIfExists(ctx, unit)
-			if err != nil {
-				return err
-			}
-			if ok {
-				restarted = append(restarted, unit)
-			}
-		}
-	}
-	if c.Node != nil {
-		if err := c.Node.RemoveLabels(ctx); err != nil {
-			return err
-		}
-	}
-	for _, r := range recs {
-		if err := noderecord.Remove(root, r); err != nil {
-			return err
-		}
-	}
-	c.event(ctx, nodelabel.ReasonCleanupSucceeded, "node reset after the Kata uninstall: kata-deploy labels removed, restarted: %s", orDefault(strings.Join(restarted, ", "), "nothing"))
-	return nil
-}
-
-func (c *Config) restartIfExists(ctx context.Context, unit string) (bool, error) {
-	sd, err := c.systemd(ctx)
-	if err != nil {
-		return false, err
-	}
-	defer sd.Close()
-	ok, err := sd.Exists(ctx, unit)
-	if err != nil {
-		return false, err
-	}
-	if !ok {
-		c.log().Info("no such unit; not restarting", "unit", unit)
-		return false, nil
-	}
-	st, err := sd.Restart(ctx, unit)
-	if err != nil {
-		return false, err
-	}
-	c.log().Info("restarted", "unit", unit, "active_since", st.ActiveEnter)
-	return true, nil
 }

@@ -1,7 +1,8 @@
-// Package installer is the kata-installer and kata-cleanup commands' logic:
-// it composes the public packages into install, uninstall, plan, status
-// and cleanup on one node, with the failure handling a node needs (a
-// restart or verification that fails puts the runtime config back).
+// Package installer is the kata-installer command's logic: it composes the
+// public packages into install, uninstall, plan and status on one node,
+// with the failure handling a node needs (a restart or verification that
+// fails puts the runtime config back). The cleanup after an uninstall is
+// package cleanup's.
 package installer
 
 import (
@@ -16,6 +17,7 @@ import (
 	"time"
 
 	"github.com/kata-deploy/kata-deploy/artifacts"
+	"github.com/kata-deploy/kata-deploy/cmd/internal/hostnode"
 	"github.com/kata-deploy/kata-deploy/containerd"
 	"github.com/kata-deploy/kata-deploy/crio"
 	"github.com/kata-deploy/kata-deploy/internal/cri"
@@ -148,7 +150,7 @@ func (c *Config) detect(ctx context.Context) (*target, error) {
 	if err != nil {
 		return nil, err
 	}
-	variant, reported, err := c.detectVariant(ctx, root)
+	variant, reported, err := hostnode.Variant(ctx, root, c.API, c.Node, c.Runtime)
 	if err != nil {
 		return nil, err
 	}
@@ -215,39 +217,6 @@ func (c *Config) detect(ctx context.Context) (*target, error) {
 	}
 	c.log().Info("detected container runtime", "variant", variant, "version", rt.Version.String())
 	return t, nil
-}
-
-// detectVariant works out how the runtime is packaged, and returns the
-// runtime the Node reports ("" without an API server).
-func (c *Config) detectVariant(ctx context.Context, root *hostfs.Root) (runtime.Variant, string, error) {
-	var reported string
-	if c.API != nil && c.Node != nil {
-		n, err := c.API.GetNode(ctx, c.Node.Node())
-		if err != nil {
-			return "", "", fmt.Errorf("read Node %s: %w", c.Node.Node(), err)
-		}
-		reported = n.Status.NodeInfo.ContainerRuntimeVersion
-	}
-	var kind runtime.Kind
-	if reported != "" {
-		rt, err := runtime.ParseRuntime(reported)
-		if err != nil {
-			return "", "", err
-		}
-		kind = rt.Kind
-	}
-	if c.Runtime == "" || c.Runtime == "auto" {
-		v, _, err := runtime.DetectVariant(root.FS(), kind)
-		return v, reported, err
-	}
-	v, err := runtime.ParseVariant(c.Runtime)
-	if err != nil {
-		return "", "", err
-	}
-	if kind != "" && v.Kind() != kind {
-		return "", "", fmt.Errorf("the runtime is set to %s, but the node reports %s", v, reported)
-	}
-	return v, reported, nil
 }
 
 // openCRI opens the variant's CRI socket under the host root.
@@ -402,23 +371,9 @@ func (c *Config) systemd(ctx context.Context) (systemdClient, error) {
 	return sd, nil
 }
 
-// systemdSocket returns where systemd's socket is on this machine:
-// SystemdSocket (or systemd's default) is a host path, resolved under the
-// host root like every other host path, symlinks included.
+// systemdSocket returns where systemd's socket is on this machine.
 func (c *Config) systemdSocket() (string, error) {
-	root, err := hostfs.New(c.HostRoot)
-	if err != nil {
-		return "", err
-	}
-	p := c.SystemdSocket
-	if p == "" {
-		p = systemd.DefaultSocket
-	}
-	resolved, err := root.Resolve(p)
-	if err != nil {
-		return "", err
-	}
-	return root.HostPath(resolved), nil
+	return hostnode.SystemdSocket(c.HostRoot, c.SystemdSocket)
 }
 
 // untilCRI calls check with a client of the runtime's CRI socket until it

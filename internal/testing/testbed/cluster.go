@@ -576,7 +576,7 @@ func nodeReady(n *corev1.Node) bool {
 // Client is an admin clientset of the cluster.
 func (c *Cluster) Client(t testing.TB) kubernetes.Interface { return c.AdminClient(t) }
 
-// buildTool builds one of the testbed's own small programs (internal/testbed/internal/NAME)
+// buildTool builds one of the testbed's own small programs (internal/testing/testbed/internal/NAME)
 // as a static binary and returns its bytes.
 func buildTool(name string) ([]byte, error) {
 	dir, err := os.MkdirTemp("", "testbed-tool-")
@@ -585,7 +585,7 @@ func buildTool(name string) ([]byte, error) {
 	}
 	defer os.RemoveAll(dir)
 	out := filepath.Join(dir, name)
-	cmd := exec.Command("go", "build", "-trimpath", "-o", out, "github.com/kata-deploy/kata-deploy/internal/testbed/internal/"+name)
+	cmd := exec.Command("go", "build", "-trimpath", "-o", out, "github.com/kata-deploy/kata-deploy/internal/testing/testbed/internal/"+name)
 	cmd.Env = append(os.Environ(), "CGO_ENABLED=0")
 	var stderr bytes.Buffer
 	cmd.Stderr = &stderr

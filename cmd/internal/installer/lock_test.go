@@ -7,7 +7,7 @@ import (
 	"testing"
 	"time"
 
-	"github.com/kata-deploy/kata-deploy/internal/hosttest"
+	"github.com/kata-deploy/kata-deploy/internal/testing/hosttest"
 	"golang.org/x/sys/unix"
 	"gotest.tools/v3/assert"
 	is "gotest.tools/v3/assert/cmp"

@@ -1,0 +1,67 @@
+// Package hostnode is what the installer and the cleanup both need to know
+// of the node they run on: which runtime variant it runs, and where the
+// host's systemd listens. It exists so that both commands answer these the
+// same way without the cleanup linking the install machinery.
+package hostnode
+
+import (
+	"context"
+	"fmt"
+
+	"github.com/kata-deploy/kata-deploy/internal/hostfs"
+	"github.com/kata-deploy/kata-deploy/nodelabel"
+	"github.com/kata-deploy/kata-deploy/runtime"
+	"github.com/kata-deploy/kata-deploy/systemd"
+)
+
+// Variant works out how the runtime is packaged, and returns the runtime
+// the Node reports ("" when api or node is nil: no API server). want is a
+// runtime.Variant name, or "" or "auto" to detect it from the host's files.
+func Variant(ctx context.Context, root *hostfs.Root, api nodelabel.API, node *nodelabel.Client, want string) (runtime.Variant, string, error) {
+	var reported string
+	if api != nil && node != nil {
+		n, err := api.GetNode(ctx, node.Node())
+		if err != nil {
+			return "", "", fmt.Errorf("read Node %s: %w", node.Node(), err)
+		}
+		reported = n.Status.NodeInfo.ContainerRuntimeVersion
+	}
+	var kind runtime.Kind
+	if reported != "" {
+		rt, err := runtime.ParseRuntime(reported)
+		if err != nil {
+			return "", "", err
+		}
+		kind = rt.Kind
+	}
+	if want == "" || want == "auto" {
+		v, _, err := runtime.DetectVariant(root.FS(), kind)
+		return v, reported, err
+	}
+	v, err := runtime.ParseVariant(want)
+	if err != nil {
+		return "", "", err
+	}
+	if kind != "" && v.Kind() != kind {
+		return "", "", fmt.Errorf("the runtime is set to %s, but the node reports %s", v, reported)
+	}
+	return v, reported, nil
+}
+
+// SystemdSocket returns where systemd's socket is on this machine: socket
+// (or systemd's default when empty) is a host path, resolved under the
+// host root like every other host path, symlinks included.
+func SystemdSocket(hostRoot, socket string) (string, error) {
+	root, err := hostfs.New(hostRoot)
+	if err != nil {
+		return "", err
+	}
+	if socket == "" {
+		socket = systemd.DefaultSocket
+	}
+	resolved, err := root.Resolve(socket)
+	if err != nil {
+		return "", err
+	}
+	return root.HostPath(resolved), nil
+}
