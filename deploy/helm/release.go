@@ -7,6 +7,7 @@ import (
 	"time"
 
 	"helm.sh/helm/v4/pkg/action"
+	chart "helm.sh/helm/v4/pkg/chart/v2"
 	"helm.sh/helm/v4/pkg/kube"
 	"k8s.io/cli-runtime/pkg/genericclioptions"
 )
@@ -57,6 +58,18 @@ func (r Release) config() (*action.Configuration, error) {
 	return cfg, nil
 }
 
+// prepare fills in r's defaults and loads the chart and the Helm
+// configuration Install and Upgrade both need.
+func (r Release) prepare() (Release, *chart.Chart, *action.Configuration, error) {
+	r = r.defaults()
+	c, err := Load()
+	if err != nil {
+		return r, nil, nil, err
+	}
+	cfg, err := r.config()
+	return r, c, cfg, err
+}
+
 func (r Release) waitStrategy() kube.WaitStrategy {
 	if r.Wait {
 		return kube.StatusWatcherStrategy
@@ -67,12 +80,7 @@ func (r Release) waitStrategy() kube.WaitStrategy {
 // Install installs the chart with values merged over values.yaml, as
 // `helm install`.
 func (r Release) Install(ctx context.Context, values map[string]any) error {
-	r = r.defaults()
-	c, err := Load()
-	if err != nil {
-		return err
-	}
-	cfg, err := r.config()
+	r, c, cfg, err := r.prepare()
 	if err != nil {
 		return err
 	}
@@ -87,12 +95,7 @@ func (r Release) Install(ctx context.Context, values map[string]any) error {
 // Upgrade upgrades the release to the chart with values merged over
 // values.yaml (not over the last release's values), as `helm upgrade`.
 func (r Release) Upgrade(ctx context.Context, values map[string]any) error {
-	r = r.defaults()
-	c, err := Load()
-	if err != nil {
-		return err
-	}
-	cfg, err := r.config()
+	r, c, cfg, err := r.prepare()
 	if err != nil {
 		return err
 	}
