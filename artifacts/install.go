@@ -37,11 +37,13 @@ func Install(ctx context.Context, hostRoot, payload string, opts ...Option) (*Re
 		return nil, fmt.Errorf("install kata: %w", err)
 	}
 	defer t.close()
+	previous := t.rec != nil
 	rep, err := t.install(ctx, payload, false)
 	if err != nil {
 		t.removeParents()
 		return nil, fmt.Errorf("install kata from %s to %s: %w", payload, t.dest, err)
 	}
+	rep.Previous = previous
 	return rep, nil
 }
 
@@ -66,10 +68,12 @@ func Plan(ctx context.Context, hostRoot, payload string, opts ...Option) (*Repor
 		return nil, fmt.Errorf("plan kata installation: %w", err)
 	}
 	defer t.close()
+	previous := t.rec != nil
 	rep, err := t.install(ctx, payload, true)
 	if err != nil {
 		return nil, fmt.Errorf("plan kata installation from %s to %s: %w", payload, t.dest, err)
 	}
+	rep.Previous = previous
 	return rep, nil
 }
 

@@ -36,6 +36,7 @@ func TestInstallDirectoryOntoEmptyHost(t *testing.T) {
 	assert.NilError(t, err)
 	assert.Assert(t, fs.Equal(host, expectedStatic(t, "v1")))
 	golden.Assert(t, rep.String(), "install.fresh.golden")
+	assert.Check(t, !rep.Previous, "a first install finds no payload")
 	assert.Check(t, is.DeepEqual(rep.Shims, map[string]string{
 		"qemu": "/opt/kata/share/defaults/kata-containers/runtimes/qemu/configuration-qemu.toml",
 		"clh":  "/opt/kata/share/defaults/kata-containers/runtimes/clh/configuration-clh.toml",
@@ -72,6 +73,7 @@ func TestReinstallSamePayloadWritesNothing(t *testing.T) {
 			rep, err := Install(context.Background(), host, payload)
 			assert.NilError(t, err)
 			assert.Check(t, !rep.HasChanges())
+			assert.Check(t, rep.Previous, "a re-install finds the payload")
 			var rec1, link1 unix.Stat_t
 			assert.NilError(t, unix.Lstat(filepath.Join(host, "opt/kata", recordName), &rec1))
 			assert.NilError(t, unix.Lstat(link, &link1))

@@ -16,6 +16,11 @@ type Report struct {
 	Removed []string          `json:"removed,omitempty"` // entries no longer in the payload, or uninstalled
 	Kept    []string          `json:"kept,omitempty"`    // entries kata-deploy does not own, left in place
 	Shims   map[string]string `json:"shims,omitempty"`   // shim -> configuration path to give the container runtime
+	// Previous is whether Install (or Plan) found an installed payload at
+	// the destination, after finishing or rolling back an interrupted run:
+	// false means this Install put the first one there, so the caller that
+	// must undo it removes it (Uninstall), and otherwise leaves it.
+	Previous bool `json:"previous,omitempty"`
 }
 
 // HasChanges reports whether anything was, or would be, written.

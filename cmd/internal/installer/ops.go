@@ -49,10 +49,6 @@ func (c *Config) Install(ctx context.Context) (state nodelabel.KataState, err er
 	if err := c.checkRecord(t, prev); err != nil {
 		return "", err
 	}
-	hadPayload := true
-	if _, err := artifacts.Status(ctx, c.HostRoot, c.artifactOptions()...); errors.Is(err, artifacts.ErrNotInstalled) {
-		hadPayload = false
-	}
 	// The config is planned first: a config we cannot edit must fail the
 	// install before anything is written.
 	plan, err := t.engine.PlanInstall(ctx, t.spec)
@@ -75,6 +71,9 @@ func (c *Config) Install(ctx context.Context) (state nodelabel.KataState, err er
 		return "", fmt.Errorf("install payload: %w", err)
 	}
 	c.log().Info("payload installed", "dest", rep.Dest, "added", len(rep.Added), "changed", len(rep.Changed), "removed", len(rep.Removed))
+	// Undoing this run removes the payload only if it put the first one
+	// there: artifacts' report says whether it found one.
+	hadPayload := rep.Previous
 	if err := checkShims(t, rep); err != nil {
 		c.undoPayload(ctx, hadPayload)
 		c.forgetRecord(root, rec, prev)
