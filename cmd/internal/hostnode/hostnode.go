@@ -15,37 +15,37 @@ import (
 )
 
 // Variant works out how the runtime is packaged, and returns the runtime
-// the Node reports ("" when api or node is nil: no API server). want is a
-// runtime.Variant name, or "" or "auto" to detect it from the host's files.
-func Variant(ctx context.Context, root *hostfs.Root, api nodelabel.API, node *nodelabel.Client, want string) (runtime.Variant, string, error) {
+// the Node reports, parsed (the zero Runtime when api or node is nil: no
+// API server, or when the Node reports none). want is a runtime.Variant
+// name, or "" or "auto" to detect it from the host's files.
+func Variant(ctx context.Context, root *hostfs.Root, api nodelabel.API, node *nodelabel.Client, want string) (runtime.Variant, runtime.Runtime, error) {
 	var reported string
 	if api != nil && node != nil {
 		n, err := api.GetNode(ctx, node.Node())
 		if err != nil {
-			return "", "", fmt.Errorf("read Node %s: %w", node.Node(), err)
+			return "", runtime.Runtime{}, fmt.Errorf("read Node %s: %w", node.Node(), err)
 		}
 		reported = n.Status.NodeInfo.ContainerRuntimeVersion
 	}
-	var kind runtime.Kind
+	var rt runtime.Runtime
 	if reported != "" {
-		rt, err := runtime.ParseRuntime(reported)
-		if err != nil {
-			return "", "", err
+		var err error
+		if rt, err = runtime.ParseRuntime(reported); err != nil {
+			return "", runtime.Runtime{}, err
 		}
-		kind = rt.Kind
 	}
 	if want == "" || want == "auto" {
-		v, _, err := runtime.DetectVariant(root.FS(), kind)
-		return v, reported, err
+		v, _, err := runtime.DetectVariant(root.FS(), rt.Kind)
+		return v, rt, err
 	}
 	v, err := runtime.ParseVariant(want)
 	if err != nil {
-		return "", "", err
+		return "", runtime.Runtime{}, err
 	}
-	if kind != "" && v.Kind() != kind {
-		return "", "", fmt.Errorf("the runtime is set to %s, but the node reports %s", v, reported)
+	if rt.Kind != "" && v.Kind() != rt.Kind {
+		return "", runtime.Runtime{}, fmt.Errorf("the runtime is set to %s, but the node reports %s", v, reported)
 	}
-	return v, reported, nil
+	return v, rt, nil
 }
 
 // SystemdSocket returns where systemd's socket is on this machine: socket

@@ -150,11 +150,11 @@ func (c *Config) detect(ctx context.Context) (*target, error) {
 	if err != nil {
 		return nil, err
 	}
-	variant, reported, err := hostnode.Variant(ctx, root, c.API, c.Node, c.Runtime)
+	// The Node's runtime version is parsed once, by hostnode.Variant.
+	variant, rt, err := hostnode.Variant(ctx, root, c.API, c.Node, c.Runtime)
 	if err != nil {
 		return nil, err
 	}
-	var rt runtime.Runtime
 	switch {
 	case c.RuntimeVersion != "":
 		v, err := runtime.ParseVersion(c.RuntimeVersion)
@@ -162,15 +162,14 @@ func (c *Config) detect(ctx context.Context) (*target, error) {
 			return nil, err
 		}
 		rt = runtime.Runtime{Kind: variant.Kind(), Version: v}
-	default:
-		if reported == "" {
-			if reported, err = c.askRuntime(ctx, variant); err != nil && c.recordedVersion != "" {
-				c.log().Warn("the runtime does not answer; using the version the install record holds", "version", c.recordedVersion, "err", err)
-				reported, err = string(variant.Kind())+"://"+c.recordedVersion, nil
-			}
-			if err != nil {
-				return nil, fmt.Errorf("cannot tell the %s version (no Node to read it from, and the runtime does not answer): set the runtime version explicitly: %w", variant.Kind(), err)
-			}
+	case rt.Kind == "":
+		reported, err := c.askRuntime(ctx, variant)
+		if err != nil && c.recordedVersion != "" {
+			c.log().Warn("the runtime does not answer; using the version the install record holds", "version", c.recordedVersion, "err", err)
+			reported, err = string(variant.Kind())+"://"+c.recordedVersion, nil
+		}
+		if err != nil {
+			return nil, fmt.Errorf("cannot tell the %s version (no Node to read it from, and the runtime does not answer): set the runtime version explicitly: %w", variant.Kind(), err)
 		}
 		if rt, err = runtime.ParseRuntime(reported); err != nil {
 			return nil, err
