@@ -111,7 +111,7 @@ func (c *Config) Run(ctx context.Context) (err error) {
 			if unit == "" {
 				continue
 			}
-			ok, err := c.restartIfExists(ctx, unit)
+			ok, err := c.restartIfExists(ctx, root, unit)
 			if err != nil {
 				return err
 			}
@@ -137,8 +137,8 @@ func (c *Config) Run(ctx context.Context) (err error) {
 	return nil
 }
 
-func (c *Config) systemd(ctx context.Context) (Systemd, error) {
-	socket, err := hostnode.SystemdSocket(c.HostRoot, c.SystemdSocket)
+func (c *Config) systemd(ctx context.Context, root *hostfs.Root) (Systemd, error) {
+	socket, err := hostnode.SystemdSocket(root, c.SystemdSocket)
 	if err != nil {
 		return nil, err
 	}
@@ -152,8 +152,8 @@ func (c *Config) systemd(ctx context.Context) (Systemd, error) {
 	return sd, nil
 }
 
-func (c *Config) restartIfExists(ctx context.Context, unit string) (bool, error) {
-	sd, err := c.systemd(ctx)
+func (c *Config) restartIfExists(ctx context.Context, root *hostfs.Root, unit string) (bool, error) {
+	sd, err := c.systemd(ctx, root)
 	if err != nil {
 		return false, err
 	}

@@ -51,11 +51,7 @@ func Variant(ctx context.Context, root *hostfs.Root, api nodelabel.API, node *no
 // SystemdSocket returns where systemd's socket is on this machine: socket
 // (or systemd's default when empty) is a host path, resolved under the
 // host root like every other host path, symlinks included.
-func SystemdSocket(hostRoot, socket string) (string, error) {
-	root, err := hostfs.New(hostRoot)
-	if err != nil {
-		return "", err
-	}
+func SystemdSocket(root *hostfs.Root, socket string) (string, error) {
 	if socket == "" {
 		socket = systemd.DefaultSocket
 	}

@@ -19,6 +19,7 @@ import (
 	"k8s.io/client-go/kubernetes/fake"
 	k8stesting "k8s.io/client-go/testing"
 
+	"github.com/kata-deploy/kata-deploy/internal/hostfs"
 	"github.com/kata-deploy/kata-deploy/nodelabel"
 	"github.com/kata-deploy/kata-deploy/nodelabel/clientset"
 	"github.com/kata-deploy/kata-deploy/systemd"
@@ -269,4 +270,14 @@ func hostDiff(before, after map[string]string) (added, removed, changed []string
 	sort.Strings(removed)
 	sort.Strings(changed)
 	return added, removed, changed
+}
+
+// mustRoot opens the host root dir as an operation does.
+func mustRoot(t *testing.T, dir string) *hostfs.Root {
+	t.Helper()
+	root, err := hostfs.New(dir)
+	if err != nil {
+		t.Fatal(err)
+	}
+	return root
 }

@@ -22,7 +22,7 @@ func TestSystemdSocketIsAHostPath(t *testing.T) {
 		"/../../etc/systemd/private": filepath.Join(host, "etc/systemd/private"),
 	} {
 		c := &Config{HostRoot: host, SystemdSocket: given}
-		got, err := c.systemdSocket()
+		got, err := c.systemdSocket(mustRoot(t, host))
 		assert.NilError(t, err)
 		assert.Check(t, is.Equal(got, want), "--systemd-socket %q", given)
 	}

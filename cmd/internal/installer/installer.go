@@ -129,6 +129,7 @@ var (
 
 // target is the node's runtime as detected.
 type target struct {
+	root    *hostfs.Root // the host root the operation opened once
 	variant runtime.Variant
 	version runtime.Version
 	engine  engine
@@ -145,11 +146,7 @@ func (c *Config) log() *slog.Logger {
 // detect works out the node's runtime: its kind and version from the Node
 // object (or, without an API server, from the runtime's own CRI socket),
 // how it is packaged from the host's files, unless the config names it.
-func (c *Config) detect(ctx context.Context) (*target, error) {
-	root, err := hostfs.New(c.HostRoot)
-	if err != nil {
-		return nil, err
-	}
+func (c *Config) detect(ctx context.Context, root *hostfs.Root) (*target, error) {
 	// The Node's runtime version is parsed once, by hostnode.Variant.
 	variant, rt, err := hostnode.Variant(ctx, root, c.API, c.Node, c.Runtime)
 	if err != nil {
@@ -163,7 +160,7 @@ func (c *Config) detect(ctx context.Context) (*target, error) {
 		}
 		rt = runtime.Runtime{Kind: variant.Kind(), Version: v}
 	case rt.Kind == "":
-		reported, err := c.askRuntime(ctx, variant)
+		reported, err := c.askRuntime(ctx, root, variant)
 		if err != nil && c.recordedVersion != "" {
 			c.log().Warn("the runtime does not answer; using the version the install record holds", "version", c.recordedVersion, "err", err)
 			reported, err = string(variant.Kind())+"://"+c.recordedVersion, nil
@@ -189,7 +186,7 @@ func (c *Config) detect(ctx context.Context) (*target, error) {
 	if err != nil {
 		return nil, err
 	}
-	t := &target{variant: variant, version: rt.Version, spec: runtime.Spec{Handlers: handlers, Mode: c.Mode}}
+	t := &target{root: root, variant: variant, version: rt.Version, spec: runtime.Spec{Handlers: handlers, Mode: c.Mode}}
 	name := "kata-deploy"
 	if c.Suffix != "" {
 		name += "-" + c.Suffix
@@ -219,11 +216,7 @@ func (c *Config) detect(ctx context.Context) (*target, error) {
 }
 
 // openCRI opens the variant's CRI socket under the host root.
-func (c *Config) openCRI(v runtime.Variant) (criClient, error) {
-	root, err := hostfs.New(c.HostRoot)
-	if err != nil {
-		return nil, err
-	}
+func (c *Config) openCRI(root *hostfs.Root, v runtime.Variant) (criClient, error) {
 	socket, err := root.Resolve(v.CRISocket())
 	if err != nil {
 		return nil, err
@@ -239,8 +232,8 @@ func (c *Config) openCRI(v runtime.Variant) (criClient, error) {
 }
 
 // askRuntime asks the runtime's CRI socket for its version.
-func (c *Config) askRuntime(ctx context.Context, v runtime.Variant) (string, error) {
-	client, err := c.openCRI(v)
+func (c *Config) askRuntime(ctx context.Context, root *hostfs.Root, v runtime.Variant) (string, error) {
+	client, err := c.openCRI(root, v)
 	if err != nil {
 		return "", err
 	}
@@ -278,11 +271,7 @@ func (c *Config) artifactOptions() []artifacts.Option {
 // to make is removed again on unlock if nothing was put in it, so that a
 // run that changed nothing leaves nothing behind; if the run keeps state
 // there, its install record remembers the directories instead.
-func (c *Config) lock(ctx context.Context) (func(), error) {
-	root, err := hostfs.New(c.HostRoot)
-	if err != nil {
-		return nil, err
-	}
+func (c *Config) lock(ctx context.Context, root *hostfs.Root) (func(), error) {
 	c.log().Info("waiting for the node's installer lock", "path", LockDir)
 	for {
 		made, err := root.MkdirAll(LockDir, 0o700)
@@ -355,8 +344,8 @@ func (c *Config) event(ctx context.Context, reason nodelabel.Reason, format stri
 	}
 }
 
-func (c *Config) systemd(ctx context.Context) (systemdClient, error) {
-	socket, err := c.systemdSocket()
+func (c *Config) systemd(ctx context.Context, root *hostfs.Root) (systemdClient, error) {
+	socket, err := c.systemdSocket(root)
 	if err != nil {
 		return nil, err
 	}
@@ -371,8 +360,8 @@ func (c *Config) systemd(ctx context.Context) (systemdClient, error) {
 }
 
 // systemdSocket returns where systemd's socket is on this machine.
-func (c *Config) systemdSocket() (string, error) {
-	return hostnode.SystemdSocket(c.HostRoot, c.SystemdSocket)
+func (c *Config) systemdSocket(root *hostfs.Root) (string, error) {
+	return hostnode.SystemdSocket(root, c.SystemdSocket)
 }
 
 // untilCRI calls check with a client of the runtime's CRI socket until it
@@ -380,7 +369,7 @@ func (c *Config) systemdSocket() (string, error) {
 func (c *Config) untilCRI(ctx context.Context, t *target, every time.Duration, check func(context.Context, criClient) error) error {
 	ctx, cancel := context.WithTimeout(ctx, c.VerifyTimeout)
 	defer cancel()
-	client, err := c.openCRI(t.variant)
+	client, err := c.openCRI(t.root, t.variant)
 	if err != nil {
 		return err
 	}

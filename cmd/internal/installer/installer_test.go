@@ -74,7 +74,9 @@ func TestRecordDrivesUninstall(t *testing.T) {
 	assert.NilError(t, err)
 	assert.Check(t, is.Equal(state, nodelabel.KataWaitingRestart), "restart disabled and nothing verified: never advertise the handlers")
 
-	root, rec, err := filesOnly(h, "").loadRecord()
+	c0 := filesOnly(h, "")
+	root := mustRoot(t, c0.HostRoot)
+	rec, err := c0.loadRecord(root)
 	assert.NilError(t, err)
 	assert.Assert(t, rec != nil)
 	_ = root
@@ -162,7 +164,9 @@ func TestCleanupRefusesInstalledNode(t *testing.T) {
 	assert.Check(t, is.ErrorContains(cl.Run(ctx), "still installed in /opt/kata (pending-restart"))
 
 	// An uninstall a cleanup follows leaves the record for it, marked.
-	root, rec, err := filesOnly(h, "").loadRecord()
+	c0 := filesOnly(h, "")
+	root := mustRoot(t, c0.HostRoot)
+	rec, err := c0.loadRecord(root)
 	assert.NilError(t, err)
 	assert.NilError(t, filesOnly(h, "").saveRecord(root, rec, noderecord.Uninstalled))
 	st, err := filesOnly(h, "", "qemu").Status(ctx)
@@ -203,7 +207,8 @@ func TestContainerd16ShimLinks(t *testing.T) {
 	target, err := os.Readlink(filepath.Join(h, "usr/local/bin/containerd-shim-kata-qemu-v2"))
 	assert.NilError(t, err)
 	assert.Check(t, is.Equal(target, "/opt/kata/bin/containerd-shim-kata-v2"))
-	_, rec, err := filesOnly(h, "").loadRecord()
+	c0 := filesOnly(h, "")
+	rec, err := c0.loadRecord(mustRoot(t, c0.HostRoot))
 	assert.NilError(t, err)
 	assert.Check(t, is.DeepEqual(rec.ConfigFiles, []string{"/etc/containerd/config.toml"}))
 

@@ -58,17 +58,17 @@ func TestInstallWithReadOnlyHostRun(t *testing.T) {
 func TestLockSerialisesAndLeavesNothing(t *testing.T) {
 	host := t.TempDir()
 	c := &Config{HostRoot: host}
-	unlock, err := c.lock(context.Background())
+	unlock, err := c.lock(context.Background(), mustRoot(t, host))
 	assert.NilError(t, err)
 
 	ctx, cancel := context.WithTimeout(context.Background(), 100*time.Millisecond)
 	defer cancel()
-	_, err = c.lock(ctx)
+	_, err = c.lock(ctx, mustRoot(t, host))
 	assert.ErrorIs(t, err, context.DeadlineExceeded)
 
 	got := make(chan error, 1)
 	go func() {
-		unlock2, err := c.lock(context.Background())
+		unlock2, err := c.lock(context.Background(), mustRoot(t, host))
 		if err == nil {
 			unlock2()
 		}

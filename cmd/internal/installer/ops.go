@@ -11,6 +11,7 @@ import (
 	"time"
 
 	"github.com/kata-deploy/kata-deploy/artifacts"
+	"github.com/kata-deploy/kata-deploy/internal/hostfs"
 	"github.com/kata-deploy/kata-deploy/internal/noderecord"
 	"github.com/kata-deploy/kata-deploy/nodelabel"
 	"github.com/kata-deploy/kata-deploy/runtime"
@@ -26,7 +27,12 @@ import (
 // restarting was disabled and the runtime does not serve them yet (a later
 // run, after the runtime's restart, finishes the job).
 func (c *Config) Install(ctx context.Context) (state nodelabel.KataState, err error) {
-	unlock, err := c.lock(ctx)
+	// One view of the host root serves the whole operation.
+	root, err := hostfs.New(c.HostRoot)
+	if err != nil {
+		return "", err
+	}
+	unlock, err := c.lock(ctx, root)
 	if err != nil {
 		return "", err
 	}
@@ -38,11 +44,11 @@ func (c *Config) Install(ctx context.Context) (state nodelabel.KataState, err er
 			c.event(context.WithoutCancel(ctx), nodelabel.ReasonInstallFailed, "%v", err)
 		}
 	}()
-	t, err := c.detect(ctx)
+	t, err := c.detect(ctx, root)
 	if err != nil {
 		return "", err
 	}
-	root, prev, err := c.loadRecord()
+	prev, err := c.loadRecord(root)
 	if err != nil {
 		return "", err
 	}
@@ -170,7 +176,7 @@ func (c *Config) restartAndVerify(ctx context.Context, t *target) (verified bool
 		if err != nil {
 			return false, err
 		}
-		sd, err := c.systemd(ctx)
+		sd, err := c.systemd(ctx, t.root)
 		if err != nil {
 			return false, err
 		}
@@ -187,7 +193,7 @@ func (c *Config) restartAndVerify(ctx context.Context, t *target) (verified bool
 // servesAll reports whether the runtime answers and serves every handler
 // now, asking once.
 func (c *Config) servesAll(ctx context.Context, t *target) bool {
-	served, err := c.servedHandlers(ctx, t.variant)
+	served, err := c.servedHandlers(ctx, t.root, t.variant)
 	if err != nil {
 		return false
 	}
@@ -200,8 +206,8 @@ func (c *Config) servesAll(ctx context.Context, t *target) bool {
 }
 
 // servedHandlers asks the runtime once which handlers it serves.
-func (c *Config) servedHandlers(ctx context.Context, v runtime.Variant) ([]string, error) {
-	client, err := c.openCRI(v)
+func (c *Config) servedHandlers(ctx context.Context, root *hostfs.Root, v runtime.Variant) ([]string, error) {
+	client, err := c.openCRI(root, v)
 	if err != nil {
 		return nil, err
 	}
@@ -221,11 +227,11 @@ func (c *Config) rollback(ctx context.Context, t *target, hadPayload bool, prev 
 		errs = append(errs, fmt.Errorf("rollback: %w", err))
 	} else if err := t.engine.Apply(ctx, plan); err != nil {
 		errs = append(errs, fmt.Errorf("rollback: %w", err))
-	} else if err := c.reinstate(ctx, prev); err != nil {
+	} else if err := c.reinstate(ctx, t.root, prev); err != nil {
 		errs = append(errs, fmt.Errorf("rollback: %w", err))
 	}
 	if unit := t.variant.RuntimeUnit(); c.Restart && unit != "" {
-		if err := c.restart(ctx, unit); err != nil {
+		if err := c.restart(ctx, t.root, unit); err != nil {
 			errs = append(errs, fmt.Errorf("rollback: %w", err))
 		} else {
 			c.log().Info("runtime restarted on its previous config", "unit", unit)
@@ -245,13 +251,13 @@ func (c *Config) rollback(ctx context.Context, t *target, hadPayload bool, prev 
 // out this run's config took out the previous install's handlers too, and
 // the node must be left as that install left it. The engines render
 // deterministically, so the bytes are the previous install's.
-func (c *Config) reinstate(ctx context.Context, prev *noderecord.Record) error {
+func (c *Config) reinstate(ctx context.Context, root *hostfs.Root, prev *noderecord.Record) error {
 	if prev == nil || (prev.State != noderecord.Installed && prev.State != noderecord.PendingRestart) {
 		return nil
 	}
 	pc := *c
 	pc.adopt(prev)
-	pt, err := pc.detect(ctx)
+	pt, err := pc.detect(ctx, root)
 	if err != nil {
 		return fmt.Errorf("the previous install's config: %w", err)
 	}
@@ -287,8 +293,8 @@ func (c *Config) undoPayload(ctx context.Context, hadPayload bool) {
 	}
 }
 
-func (c *Config) restart(ctx context.Context, unit string) error {
-	sd, err := c.systemd(ctx)
+func (c *Config) restart(ctx context.Context, root *hostfs.Root, unit string) error {
+	sd, err := c.systemd(ctx, root)
 	if err != nil {
 		return err
 	}
@@ -311,7 +317,11 @@ func (c *Config) restart(ctx context.Context, unit string) error {
 // config, handlers), whatever the other flags say; only a node installed
 // by a kata-deploy that kept no record is uninstalled by the flags alone.
 func (c *Config) Uninstall(ctx context.Context) (err error) {
-	unlock, err := c.lock(ctx)
+	root, err := hostfs.New(c.HostRoot)
+	if err != nil {
+		return err
+	}
+	unlock, err := c.lock(ctx, root)
 	if err != nil {
 		return err
 	}
@@ -322,14 +332,14 @@ func (c *Config) Uninstall(ctx context.Context) (err error) {
 			c.event(context.WithoutCancel(ctx), nodelabel.ReasonUninstallFailed, "%v", err)
 		}
 	}()
-	root, rec, err := c.loadRecord()
+	rec, err := c.loadRecord(root)
 	if err != nil {
 		return err
 	}
 	if rec != nil {
 		c.adopt(rec)
 	}
-	t, err := c.detect(ctx)
+	t, err := c.detect(ctx, root)
 	if err != nil {
 		return err
 	}
@@ -349,7 +359,7 @@ func (c *Config) Uninstall(ctx context.Context) (err error) {
 		return fmt.Errorf("restore %s config: %w", t.variant, err)
 	}
 	if unit := t.variant.RuntimeUnit(); c.Restart && unit != "" && c.servesAny(ctx, t) {
-		if err := c.restart(ctx, unit); err != nil {
+		if err := c.restart(ctx, t.root, unit); err != nil {
 			return err
 		}
 	}
@@ -377,7 +387,7 @@ func (c *Config) Uninstall(ctx context.Context) (err error) {
 // that a repeated uninstall restarts it only if an earlier one stopped
 // before the restart. When the runtime cannot be asked, it is restarted.
 func (c *Config) servesAny(ctx context.Context, t *target) bool {
-	client, err := c.openCRI(t.variant)
+	client, err := c.openCRI(t.root, t.variant)
 	if err != nil {
 		return true
 	}
@@ -390,12 +400,16 @@ func (c *Config) servesAny(ctx context.Context, t *target) bool {
 
 // Plan writes what Install would change, without changing anything.
 func (c *Config) Plan(ctx context.Context, w io.Writer) error {
-	t, err := c.detect(ctx)
+	root, err := hostfs.New(c.HostRoot)
+	if err != nil {
+		return err
+	}
+	t, err := c.detect(ctx, root)
 	if err != nil {
 		return err
 	}
 	// Every check Install makes before it writes, in the same order.
-	_, prev, err := c.loadRecord()
+	prev, err := c.loadRecord(root)
 	if err != nil {
 		return err
 	}

@@ -31,13 +31,8 @@ func (c *Config) dest() string {
 
 // loadRecord reads the node's record of the install this Config names
 // (by its suffix).
-func (c *Config) loadRecord() (*hostfs.Root, *noderecord.Record, error) {
-	root, err := hostfs.New(c.HostRoot)
-	if err != nil {
-		return nil, nil, err
-	}
-	rec, err := noderecord.Load(root, c.Suffix)
-	return root, rec, err
+func (c *Config) loadRecord(root *hostfs.Root) (*noderecord.Record, error) {
+	return noderecord.Load(root, c.Suffix)
 }
 
 // checkRecord refuses an install that would strand an earlier one: the

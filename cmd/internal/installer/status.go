@@ -108,14 +108,14 @@ func (c *Config) Status(ctx context.Context) (*Status, error) {
 	}
 	s := &Status{Format: StatusFormat, Installs: []InstallStatus{}}
 	for _, r := range recs {
-		is, err := c.recordedStatus(ctx, r)
+		is, err := c.recordedStatus(ctx, root, r)
 		if err != nil {
 			return nil, err
 		}
 		s.Installs = append(s.Installs, *is)
 	}
 	if len(recs) == 0 {
-		is, err := c.unrecordedStatus(ctx)
+		is, err := c.unrecordedStatus(ctx, root)
 		if err != nil {
 			return nil, err
 		}
@@ -131,7 +131,7 @@ func (c *Config) Status(ctx context.Context) (*Status, error) {
 	return s, nil
 }
 
-func (c *Config) recordedStatus(ctx context.Context, r *noderecord.Record) (*InstallStatus, error) {
+func (c *Config) recordedStatus(ctx context.Context, root *hostfs.Root, r *noderecord.Record) (*InstallStatus, error) {
 	is := &InstallStatus{
 		Record:  noderecord.PathFor(r.Suffix),
 		State:   string(r.State),
@@ -141,7 +141,7 @@ func (c *Config) recordedStatus(ctx context.Context, r *noderecord.Record) (*Ins
 		Config:  append([]string{}, r.ConfigFiles...),
 		Handler: []HandlerStatus{},
 	}
-	served, answers := c.askServed(ctx, runtime.Variant(r.Runtime.Variant))
+	served, answers := c.askServed(ctx, root, runtime.Variant(r.Runtime.Variant))
 	is.Runtime.Answers = answers
 	for _, h := range r.Handlers {
 		is.Handler = append(is.Handler, HandlerStatus{Name: h.Name, Shim: h.Shim, ShimPath: h.ShimPath, ConfigPath: h.ConfigPath,
@@ -161,14 +161,14 @@ func (c *Config) recordedStatus(ctx context.Context, r *noderecord.Record) (*Ins
 
 // unrecordedStatus looks where the flags say, for an install made by a
 // kata-deploy that kept no record; nil when nothing is there.
-func (c *Config) unrecordedStatus(ctx context.Context) (*InstallStatus, error) {
+func (c *Config) unrecordedStatus(ctx context.Context, root *hostfs.Root) (*InstallStatus, error) {
 	p, err := payloadStatus(ctx, c.HostRoot, c.artifactOptions())
 	if err != nil {
 		return nil, err
 	}
 	var config []string
 	var rs RuntimeStatus
-	if t, err := c.detect(ctx); err == nil {
+	if t, err := c.detect(ctx, root); err == nil {
 		if config, err = configFiles(ctx, t); err != nil {
 			return nil, err
 		}
@@ -181,7 +181,7 @@ func (c *Config) unrecordedStatus(ctx context.Context) (*InstallStatus, error) {
 	if p == nil && len(config) == 0 {
 		return nil, nil
 	}
-	_, answers := c.askServed(ctx, runtime.Variant(rs.Variant))
+	_, answers := c.askServed(ctx, root, runtime.Variant(rs.Variant))
 	rs.Answers = answers
 	return &InstallStatus{State: "unrecorded", Runtime: rs, Prefix: c.prefix(), Suffix: c.Suffix, Dest: c.dest(),
 		Config: append([]string{}, config...), Handler: []HandlerStatus{}, Payload: p}, nil
@@ -189,11 +189,11 @@ func (c *Config) unrecordedStatus(ctx context.Context) (*InstallStatus, error) {
 
 // askServed asks the runtime which handlers it serves; answers is false
 // when it cannot be asked.
-func (c *Config) askServed(ctx context.Context, v runtime.Variant) (served []string, answers bool) {
+func (c *Config) askServed(ctx context.Context, root *hostfs.Root, v runtime.Variant) (served []string, answers bool) {
 	if v == "" {
 		return nil, false
 	}
-	served, err := c.servedHandlers(ctx, v)
+	served, err := c.servedHandlers(ctx, root, v)
 	if err != nil {
 		c.log().Debug("the runtime does not answer", "variant", v, "err", err)
 		return nil, false
