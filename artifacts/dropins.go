@@ -10,6 +10,8 @@ import (
 	"strings"
 
 	"github.com/pelletier/go-toml/v2"
+
+	"github.com/kata-deploy/kata-deploy/internal/tomltext"
 )
 
 // Kata reads drop-ins from the config.d directory beside the configuration
@@ -271,7 +273,7 @@ func (d *tomlDoc) set(table []string, key string, value any) {
 		t = &tomlTable{path: slices.Clone(table)}
 		d.tables = append(d.tables, t)
 	}
-	t.keys = append(t.keys, tomlKey(key))
+	t.keys = append(t.keys, tomltext.Key(key))
 	t.vals = append(t.vals, tomlValue(value))
 }
 
@@ -279,11 +281,7 @@ func (d *tomlDoc) bytes() []byte {
 	var b strings.Builder
 	b.WriteString(dropInHeader)
 	for _, t := range d.tables {
-		keys := make([]string, len(t.path))
-		for i, k := range t.path {
-			keys[i] = tomlKey(k)
-		}
-		fmt.Fprintf(&b, "\n[%s]\n", strings.Join(keys, "."))
+		fmt.Fprintf(&b, "\n[%s]\n", tomltext.DottedKey(t.path...))
 		for i, k := range t.keys {
 			fmt.Fprintf(&b, "%s = %s\n", k, t.vals[i])
 		}
@@ -291,51 +289,14 @@ func (d *tomlDoc) bytes() []byte {
 	return []byte(b.String())
 }
 
-var bareKey = regexp.MustCompile(`^[A-Za-z0-9_-]+$`)
-
-func tomlKey(k string) string {
-	if bareKey.MatchString(k) {
-		return k
-	}
-	return tomlString(k)
-}
-
 func tomlValue(v any) string {
 	switch v := v.(type) {
 	case bool:
 		return strconv.FormatBool(v)
 	case string:
-		return tomlString(v)
+		return tomltext.String(v)
 	case []string:
-		q := make([]string, len(v))
-		for i, s := range v {
-			q[i] = tomlString(s)
-		}
-		return "[" + strings.Join(q, ", ") + "]"
+		return tomltext.StringArray(v)
 	}
 	panic(fmt.Sprintf("tomlValue: unsupported %T", v))
-}
-
-// tomlString quotes s as a TOML basic string.
-func tomlString(s string) string {
-	var b strings.Builder
-	b.WriteByte('"')
-	for _, r := range s {
-		switch {
-		case r == '"':
-			b.WriteString(`\"`)
-		case r == '\\':
-			b.WriteString(`\\`)
-		case r == '\n':
-			b.WriteString(`\n`)
-		case r == '\t':
-			b.WriteString(`\t`)
-		case r < 0x20 || r == 0x7f:
-			fmt.Fprintf(&b, `\u%04X`, r)
-		default:
-			b.WriteRune(r)
-		}
-	}
-	b.WriteByte('"')
-	return b.String()
 }

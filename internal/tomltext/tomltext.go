@@ -1,5 +1,7 @@
 // Package tomltext writes TOML keys and strings as text, for the config
-// engines that add lines to files without re-encoding them.
+// engines that add lines to files without re-encoding them and for the
+// Kata drop-ins artifacts generates, so every file kata-deploy writes
+// quotes the same way.
 package tomltext
 
 import (
