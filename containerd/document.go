@@ -61,7 +61,7 @@ func parseDocument(ctx context.Context, path string, data []byte, marker string)
 	}
 	tree, err := tomltext.Decode(ctx, data)
 	if err != nil {
-		return nil, decodeError(path, err)
+		return nil, tomltext.ConfigError(path, err)
 	}
 	d.tree = tree
 	d.lines = tomltext.NewLines(data)
@@ -72,20 +72,6 @@ func parseDocument(ctx context.Context, path string, data []byte, marker string)
 		return nil, err
 	}
 	return d, nil
-}
-
-// decodeError names the file of a decoding error; the error itself quotes
-// at most a short excerpt of it.
-func decodeError(path string, err error) error {
-	if errors.Is(err, context.Canceled) || errors.Is(err, context.DeadlineExceeded) {
-		return fmt.Errorf("read %s: %w", path, err)
-	}
-	var te *tomltext.Error
-	if errors.As(err, &te) {
-		line, key, msg := te.Parts()
-		return &runtime.ConfigError{Path: path, Line: line, Key: key, Err: msg}
-	}
-	return &runtime.ConfigError{Path: path, Err: err}
 }
 
 func (d *document) readVersion() error {

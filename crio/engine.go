@@ -214,15 +214,7 @@ func (e *Engine) checkConflicts(ctx context.Context, spec runtime.Spec) error {
 		}
 		tree, err := tomltext.Decode(ctx, data)
 		if err != nil {
-			if ctx.Err() != nil {
-				return fmt.Errorf("read %s: %w", p, err)
-			}
-			var te *tomltext.Error
-			if errors.As(err, &te) {
-				line, key, msg := te.Parts()
-				return &runtime.ConfigError{Path: p, Line: line, Key: key, Err: msg}
-			}
-			return &runtime.ConfigError{Path: p, Err: err}
+			return tomltext.ConfigError(p, err)
 		}
 		runtimes, _ := lookup(tree, "crio", "runtime", "runtimes").(map[string]any)
 		for _, h := range spec.Handlers {
