@@ -30,10 +30,10 @@
 // before their content is written, so a decompression bomb never fills the
 // disk.
 //
-// Kata's own settings (WithDebug, WithAllowedHypervisorAnnotations,
-// WithAgentHTTPSProxy, WithAgentNoProxy, WithKernelParams, and the paths a
-// prefix or suffix moves) are written, only when set, as drop-ins in a
-// config.d of each shim's own directory,
+// Kata's own settings (WithSettings, or one at a time WithDebug,
+// WithAllowedHypervisorAnnotations, WithAgentHTTPSProxy, WithAgentNoProxy,
+// WithKernelParams; and the paths a prefix or suffix moves) are written,
+// only when set, as drop-ins in a config.d of each shim's own directory,
 // share/defaults/kata-containers/runtimes/<shim>/, beside a symlink to the
 // shim's configuration. Report.Shims gives the configuration path to hand
 // the container runtime for each shim.

@@ -66,7 +66,7 @@ func shimConfigs(nodes []*node) map[string]string {
 // generate returns the entries kata-deploy adds to a kata-static tree: per
 // shim directories, configuration symlinks and drop-ins, and the shim ->
 // configuration map. read returns a shim configuration's content.
-func generate(layout Layout, nodes []*node, dest string, s settings, read func(rel string) ([]byte, error)) ([]*node, map[string]string, error) {
+func generate(layout Layout, nodes []*node, dest string, s Settings, read func(rel string) ([]byte, error)) ([]*node, map[string]string, error) {
 	configs := shimConfigs(nodes)
 	if layout != LayoutStatic {
 		if s.Debug || len(s.Annotations) > 0 || s.AgentHTTPSProxy != "" || s.AgentNoProxy != "" || len(s.KernelParams) > 0 {
@@ -128,7 +128,7 @@ func generate(layout Layout, nodes []*node, dest string, s settings, read func(r
 }
 
 // dropInsFor returns the drop-ins for one shim, by file name.
-func dropInsFor(shim, cfgPath string, cfg []byte, dest string, s settings) (map[string][]byte, error) {
+func dropInsFor(shim, cfgPath string, cfg []byte, dest string, s Settings) (map[string][]byte, error) {
 	var doc map[string]any
 	if err := toml.Unmarshal(cfg, &doc); err != nil {
 		return nil, fmt.Errorf("parse %s: %w", cfgPath, err)

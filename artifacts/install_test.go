@@ -264,6 +264,16 @@ func TestSettingsDropIns(t *testing.T) {
 	rep, err := Install(context.Background(), host, payload, opts...)
 	assert.NilError(t, err)
 	assert.Check(t, !rep.HasChanges(), rep.String())
+	// The same settings in one WithSettings: the same drop-ins.
+	rep, err = Install(context.Background(), host, payload, WithSettings(Settings{
+		Debug:           true,
+		Annotations:     map[string][]string{"qemu": {"default_vcpus", "enable_iommu"}},
+		AgentHTTPSProxy: "http://proxy.example:3128",
+		AgentNoProxy:    "localhost,.svc",
+		KernelParams:    []string{"cgroup_no_v1=all"},
+	}))
+	assert.NilError(t, err)
+	assert.Check(t, !rep.HasChanges(), rep.String())
 
 	// Settings unset: their drop-ins go, the rest stays.
 	rep, err = Install(context.Background(), host, payload)

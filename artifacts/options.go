@@ -25,7 +25,7 @@ type config struct {
 	log        *slog.Logger
 	maxSize    int64
 	maxEntries int
-	settings   settings
+	settings   Settings
 
 	// Unexported knobs for tests and benchmarks.
 	hook        func(step string) // called at each step boundary
@@ -35,14 +35,35 @@ type config struct {
 	workers     int
 }
 
-// settings are Kata's own settings, written as drop-ins in each shim's
-// config.d only when set.
-type settings struct {
-	Debug           bool                // debug logs for runtime, agent and hypervisor, and the agent's debug console
-	Annotations     map[string][]string // shim -> extra hypervisor annotations allowed (enable_annotations)
-	AgentHTTPSProxy string              // agent.https_proxy on the guest kernel command line
-	AgentNoProxy    string              // agent.no_proxy on the guest kernel command line
-	KernelParams    []string            // extra guest kernel parameters
+// Settings are Kata's own settings, written as drop-ins in each shim's
+// config.d only when set. The zero value sets nothing.
+type Settings struct {
+	// Debug turns on debug logs for the runtime, agent and hypervisor, and
+	// the agent's debug console.
+	Debug bool
+	// Annotations are, per shim, extra hypervisor annotations allowed
+	// (enable_annotations), added to those the configuration allows.
+	Annotations map[string][]string
+	// AgentHTTPSProxy is agent.https_proxy on the guest kernel command line.
+	AgentHTTPSProxy string
+	// AgentNoProxy is agent.no_proxy on the guest kernel command line.
+	AgentNoProxy string
+	// KernelParams are extra guest kernel parameters.
+	KernelParams []string
+}
+
+// clone copies s so that a caller changing its maps or slices later does
+// not change an Option already made from it.
+func (s Settings) clone() Settings {
+	s.KernelParams = slices.Clone(s.KernelParams)
+	if s.Annotations != nil {
+		m := make(map[string][]string, len(s.Annotations))
+		for shim, a := range s.Annotations {
+			m[shim] = slices.Clone(a)
+		}
+		s.Annotations = m
+	}
+	return s
 }
 
 func newConfig(opts []Option) *config {
@@ -94,6 +115,13 @@ func WithMaxSize(bytes int64) Option { return func(c *config) { c.maxSize = byte
 
 // WithMaxEntries bounds the number of entries in a tarball payload.
 func WithMaxEntries(n int) Option { return func(c *config) { c.maxEntries = n } }
+
+// WithSettings sets all of Kata's own settings at once, replacing any set
+// by an earlier option; the With* options below set one each.
+func WithSettings(s Settings) Option {
+	s = s.clone()
+	return func(c *config) { c.settings = s.clone() }
+}
 
 // WithDebug turns on Kata's debug settings (runtime, agent, hypervisor
 // logs and the agent debug console) for every shim.

@@ -13,6 +13,7 @@ import (
 	"syscall"
 	"time"
 
+	"github.com/kata-deploy/kata-deploy/artifacts"
 	"github.com/kata-deploy/kata-deploy/cmd/internal/cli"
 	"github.com/kata-deploy/kata-deploy/cmd/internal/installer"
 	"github.com/kata-deploy/kata-deploy/nodelabel"
@@ -78,7 +79,7 @@ func run(ctx context.Context, args []string, env cli.Environ) error {
 	cfg := &installer.Config{HostRoot: *hostRoot, Runtime: *rt, RuntimeVersion: *rtVersion, RuntimeConfig: *rtConfig, Payload: *payload, Mode: m, Shims: *shims,
 		DefaultShim: *defaultShim, Prefix: *prefix, Suffix: *suffix, Snapshotters: *snapshotters, Restart: *restart, SystemdSocket: *socket,
 		VerifyTimeout: *verify, Log: log}
-	cfg.Settings = installer.KataSettings{Debug: *debug, AgentHTTPSProxy: *httpsProxy, AgentNoProxy: *noProxy,
+	cfg.Settings = artifacts.Settings{Debug: *debug, AgentHTTPSProxy: *httpsProxy, AgentNoProxy: *noProxy,
 		KernelParams: *kernelParams, Annotations: map[string][]string{}}
 	for shim, list := range *annotations {
 		cfg.Settings.Annotations[shim] = strings.Split(list, ";")

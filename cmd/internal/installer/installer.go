@@ -60,7 +60,9 @@ type Config struct {
 	// HostRoot; systemd.DefaultSocket when empty).
 	SystemdSocket string
 	VerifyTimeout time.Duration
-	Settings      KataSettings
+	// Settings are Kata's own settings, written as drop-ins in each
+	// shim's config.d only when set.
+	Settings artifacts.Settings
 
 	// API and Node are nil when the install must not touch the API server.
 	API  nodelabel.API
@@ -103,17 +105,6 @@ var (
 	_ systemdClient = (*systemd.Client)(nil)
 	_ criClient     = (*cri.Client)(nil)
 )
-
-// KataSettings are Kata's own settings, written as drop-ins in each shim's
-// config.d only when set.
-type KataSettings struct {
-	Debug           bool
-	AgentHTTPSProxy string
-	AgentNoProxy    string
-	KernelParams    []string
-	// Annotations are extra hypervisor annotations allowed, per shim.
-	Annotations map[string][]string
-}
 
 // engine is what the installer needs of a config engine.
 type engine interface {
@@ -248,22 +239,7 @@ func (c *Config) artifactOptions() []artifacts.Option {
 	if c.Suffix != "" {
 		opts = append(opts, artifacts.WithSuffix(c.Suffix))
 	}
-	s := c.Settings
-	if s.Debug {
-		opts = append(opts, artifacts.WithDebug())
-	}
-	for shim, annotations := range s.Annotations {
-		opts = append(opts, artifacts.WithAllowedHypervisorAnnotations(shim, annotations...))
-	}
-	if s.AgentHTTPSProxy != "" {
-		opts = append(opts, artifacts.WithAgentHTTPSProxy(s.AgentHTTPSProxy))
-	}
-	if s.AgentNoProxy != "" {
-		opts = append(opts, artifacts.WithAgentNoProxy(s.AgentNoProxy))
-	}
-	if len(s.KernelParams) > 0 {
-		opts = append(opts, artifacts.WithKernelParams(s.KernelParams...))
-	}
+	opts = append(opts, artifacts.WithSettings(c.Settings))
 	return opts
 }
 
