@@ -147,7 +147,7 @@ func copyFileRange(dst *hostfs.Dir, n *node, src *os.File, buf []byte, perFileSy
 		if err != nil && off == 0 && kernelCannotCopy(err) {
 			// A payload on the image's overlay root and a host directory
 			// on another file system: copy through user space.
-			off, cerr = copyThrough(f, src, n.size, copyBuf)
+			off, cerr = io.CopyBuffer(onlyWriter{f}, onlyReader{io.NewSectionReader(src, 0, n.size)}, copyBuf)
 			if cerr != nil {
 				cerr = fmt.Errorf("copy %s: %w", n.path, cerr)
 			}
@@ -213,13 +213,6 @@ func kernelCannotCopy(err error) bool {
 		return true
 	}
 	return false
-}
-
-// copyThrough copies size bytes of src (from its start) to f with pread and
-// write, and returns how many it copied.
-func copyThrough(f, src *os.File, size int64, buf []byte) (int64, error) {
-	k, err := io.CopyBuffer(onlyWriter{f}, onlyReader{io.NewSectionReader(src, 0, size)}, buf)
-	return k, err
 }
 
 // onlyWriter hides ReaderFrom so io.CopyBuffer does not try

@@ -376,7 +376,7 @@ func TestClusterQuickStart(t *testing.T) {
 	if c.StandinShim() == "" {
 		t.Fatal("the testbed has no stand-in shim: re-run hack/testbed.sh provision")
 	}
-	k := &kube{Cluster: c, cs: c.Client(t), root: repoRoot(t)}
+	k := &kube{Cluster: c, cs: c.AdminClient(t), root: repoRoot(t)}
 	start := time.Now()
 	image := buildImage(t, c.StandinShim())
 	t.Logf("figure: make image with the test payload: %s", time.Since(start).Round(100*time.Millisecond))
@@ -668,7 +668,7 @@ func TestClusterUntrusted(t *testing.T) {
 	if c.StandinShim() == "" {
 		t.Fatal("the testbed has no stand-in shim: re-run hack/testbed.sh provision")
 	}
-	k := &kube{Cluster: c, cs: c.Client(t), root: repoRoot(t)}
+	k := &kube{Cluster: c, cs: c.AdminClient(t), root: repoRoot(t)}
 	must(t, c.PushOCIArchive(ctx, kataDeployImage, buildImage(t, c.StandinShim())))
 	web, err := testbed.ToolImage("webserver")
 	must(t, err)

@@ -21,7 +21,7 @@ func TestClusterHelm(t *testing.T) {
 	if c.StandinShim() == "" {
 		t.Fatal("the testbed has no stand-in shim: re-run hack/testbed.sh provision")
 	}
-	k := &kube{Cluster: c, cs: c.Client(t), root: repoRoot(t)}
+	k := &kube{Cluster: c, cs: c.AdminClient(t), root: repoRoot(t)}
 	must(t, c.PushOCIArchive(ctx, kataDeployImage, buildImage(t, c.StandinShim())))
 	before := map[string]map[string]string{}
 	for _, n := range c.Nodes() {

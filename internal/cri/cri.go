@@ -79,13 +79,18 @@ func (c *Client) Missing(ctx context.Context, want []string) ([]string, error) {
 	if err != nil {
 		return nil, err
 	}
+	return MissingFrom(have, want), nil
+}
+
+// MissingFrom returns the handlers of want that have lacks.
+func MissingFrom(have, want []string) []string {
 	var missing []string
 	for _, w := range want {
 		if !slices.Contains(have, w) {
 			missing = append(missing, w)
 		}
 	}
-	return missing, nil
+	return missing
 }
 
 // handlersFromConfig reads the runtime names from containerd's CRI config

@@ -19,6 +19,7 @@ import (
 	"k8s.io/client-go/kubernetes/fake"
 	k8stesting "k8s.io/client-go/testing"
 
+	"github.com/kata-deploy/kata-deploy/internal/cri"
 	"github.com/kata-deploy/kata-deploy/internal/hostfs"
 	"github.com/kata-deploy/kata-deploy/nodelabel"
 	"github.com/kata-deploy/kata-deploy/nodelabel/clientset"
@@ -135,13 +136,7 @@ func (f *fakeCRI) Missing(_ context.Context, want []string) ([]string, error) {
 	if err != nil {
 		return nil, err
 	}
-	var missing []string
-	for _, w := range want {
-		if !slices.Contains(have, w) {
-			missing = append(missing, w)
-		}
-	}
-	return missing, nil
+	return cri.MissingFrom(have, want), nil
 }
 
 func (f *fakeCRI) Close() error {

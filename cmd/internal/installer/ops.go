@@ -66,7 +66,9 @@ func (c *Config) Install(ctx context.Context) (state nodelabel.KataState, err er
 	rec := c.newRecord(t, prev)
 	// A re-run over the same install leaves its record as it is: the
 	// record already says what may be on the node and where.
-	if rec.State = noderecord.Installed; prev == nil || !noderecord.Equivalent(prev, rec) {
+	done := *rec
+	done.State = noderecord.Installed
+	if !noderecord.Equivalent(prev, &done) {
 		if err := c.saveRecord(root, rec, noderecord.Installing); err != nil {
 			return "", err
 		}

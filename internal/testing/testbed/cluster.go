@@ -16,7 +16,6 @@ import (
 	"slices"
 	"strconv"
 	"strings"
-	"sync"
 	"syscall"
 	"testing"
 	"time"
@@ -24,7 +23,6 @@ import (
 	"github.com/google/go-containerregistry/pkg/registry"
 	corev1 "k8s.io/api/core/v1"
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
-	"k8s.io/client-go/kubernetes"
 	"k8s.io/client-go/tools/clientcmd"
 	clientcmdapi "k8s.io/client-go/tools/clientcmd/api"
 )
@@ -115,21 +113,10 @@ func StartCluster(t testing.TB, flavours ...Flavour) *Cluster {
 		t.Fatalf("testbed: sandbox images: %v", err)
 	}
 
-	// Boot the nodes side by side: each spends most of its boot waiting.
-	c.nodes = make([]*Node, len(flavours))
-	var wg sync.WaitGroup
+	// One after another: a node boots in 1 to 2.5 s, and StartNode fails the
+	// test on the test's own goroutine. The kubelets register meanwhile.
 	for i, f := range flavours {
-		wg.Add(1)
-		go func() {
-			defer wg.Done()
-			c.nodes[i] = c.startNode(t, i+1, f, names[i], tokens[i], proxyToken)
-		}()
-	}
-	wg.Wait()
-	for _, n := range c.nodes {
-		if n == nil {
-			t.FailNow() // startNode reported why
-		}
+		c.nodes = append(c.nodes, c.startNode(t, i+1, f, names[i], tokens[i], proxyToken))
 	}
 	if err := c.waitNodesReady(t, 3*time.Minute); err != nil {
 		t.Fatalf("testbed: %v (logs in %s and the nodes' log directories)", err, c.logDir)
@@ -269,15 +256,14 @@ func (c *Cluster) Nodes() []*Node { return slices.Clone(c.nodes) }
 // Kubectl is the path of the kubectl built with the cluster's Kubernetes version.
 func (c *Cluster) Kubectl() string { return c.env.kubectl }
 
-// startNode boots node i (from 1) with its kubelet; nil after reporting the failure.
+// startNode boots node i (from 1) with its kubelet.
 func (c *Cluster) startNode(t testing.TB, i int, f Flavour, name, token, proxyToken string) *Node {
 	t.Helper()
 	_, gw := c.nodeAddrs(i)
 	hostIf := fmt.Sprintf("%sn%d", c.link, i)
 	files, err := c.nodeFiles(i, f, name, token, proxyToken)
 	if err != nil {
-		t.Errorf("testbed: node %s: %v", name, err)
-		return nil
+		t.Fatalf("testbed: node %s: %v", name, err)
 	}
 	opts := append(files,
 		WithName(name),
@@ -302,42 +288,8 @@ func (c *Cluster) startNode(t testing.TB, i int, f Flavour, name, token, proxyTo
 				return nil
 			}
 		})
-	var n *Node
-	// StartNode fails the test with t.Fatalf, which must run on the test's goroutine:
-	// report through a sub-helper instead.
-	rec := &recorder{TB: t}
-	func() {
-		defer func() {
-			if r := recover(); r != nil && r != errRecorderFatal {
-				panic(r)
-			}
-		}()
-		n = StartNode(rec, f, opts...)
-	}()
-	if rec.fatal != "" {
-		t.Errorf("%s", rec.fatal)
-		return nil
-	}
-	return n
+	return StartNode(t, f, opts...)
 }
-
-// recorder lets StartNode run on another goroutine: Fatalf records and unwinds.
-type recorder struct {
-	testing.TB
-	mu    sync.Mutex
-	fatal string
-}
-
-var errRecorderFatal = errors.New("testbed: fatal")
-
-func (r *recorder) Fatalf(format string, args ...any) {
-	r.mu.Lock()
-	r.fatal = fmt.Sprintf(format, args...)
-	r.mu.Unlock()
-	panic(errRecorderFatal)
-}
-
-func (r *recorder) Fatal(args ...any) { r.Fatalf("%s", fmt.Sprint(args...)) }
 
 // nodeFiles are node i's own files: its addresses, kubelet and kube-proxy settings and
 // credentials, CNI network, and the runtime's config with the registry mirror.
@@ -572,9 +524,6 @@ func nodeReady(n *corev1.Node) bool {
 	c := findCondition(n.Status.Conditions, corev1.NodeReady)
 	return c != nil && c.Status == corev1.ConditionTrue
 }
-
-// Client is an admin clientset of the cluster.
-func (c *Cluster) Client(t testing.TB) kubernetes.Interface { return c.AdminClient(t) }
 
 // buildTool builds one of the testbed's own small programs (internal/testing/testbed/internal/NAME)
 // as a static binary and returns its bytes.
