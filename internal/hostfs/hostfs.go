@@ -430,24 +430,3 @@ func (f rootFS) Stat(name string) (fs.FileInfo, error) {
 	}
 	return f.r.Stat("/" + name)
 }
-
-// RemoveEmptyDirs removes dirs, outermost first in the slice, innermost
-// first in time, while each is empty, and returns those it removed. It stops,
-// without an error, at the first that holds something or is a mount point
-// (EBUSY: a hostPath volume's directory, which belongs to whoever mounted
-// it). One already gone counts as removed, as Remove has it.
-func (r *Root) RemoveEmptyDirs(dirs []string) ([]string, error) {
-	var removed []string
-	for i := len(dirs) - 1; i >= 0; i-- {
-		err := r.Remove(dirs[i])
-		switch {
-		case err == nil:
-			removed = append(removed, dirs[i])
-		case errors.Is(err, unix.ENOTEMPTY), errors.Is(err, unix.EEXIST), errors.Is(err, unix.EBUSY):
-			return removed, nil
-		default:
-			return removed, err
-		}
-	}
-	return removed, nil
-}

@@ -158,17 +158,3 @@ func TestStaleTempsOfAKilledWriterAreSwept(t *testing.T) {
 	_, err = os.Stat(other)
 	assert.NilError(t, err, "another file's temporary was removed")
 }
-
-// Directories go innermost first while empty; the first that holds
-// something stops the removal, and it and its parents stay.
-func TestRemoveEmptyDirs(t *testing.T) {
-	r, dir := newRoot(t)
-	assert.NilError(t, os.MkdirAll(filepath.Join(dir, "var/lib/x/y"), 0o755))
-	assert.NilError(t, os.WriteFile(filepath.Join(dir, "var/keep"), nil, 0o644))
-
-	removed, err := r.RemoveEmptyDirs([]string{"/var", "/var/lib", "/var/lib/x", "/var/lib/x/y"})
-	assert.NilError(t, err)
-	assert.Check(t, is.DeepEqual(removed, []string{"/var/lib/x/y", "/var/lib/x", "/var/lib"}))
-	_, err = os.Stat(filepath.Join(dir, "var/keep"))
-	assert.NilError(t, err)
-}
