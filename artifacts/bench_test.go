@@ -16,6 +16,7 @@ import (
 	"time"
 
 	"github.com/kata-deploy/kata-deploy/internal/tarsafe"
+	"github.com/kata-deploy/kata-deploy/runtime"
 	"gotest.tools/v3/assert"
 )
 
@@ -92,7 +93,7 @@ func genPayload(dir string, total int64) error {
 			return err
 		}
 	}
-	cfg := filepath.Join(tree, defaultsDir)
+	cfg := filepath.Join(tree, runtime.Shim{}.ConfigDir())
 	if err := os.MkdirAll(cfg, 0o755); err != nil {
 		return err
 	}

@@ -4,6 +4,7 @@ import (
 	"fmt"
 	"maps"
 	"path"
+	"path/filepath"
 	"regexp"
 	"slices"
 	"strconv"
@@ -12,6 +13,7 @@ import (
 	"github.com/pelletier/go-toml/v2"
 
 	"github.com/kata-deploy/kata-deploy/internal/tomltext"
+	"github.com/kata-deploy/kata-deploy/runtime"
 )
 
 // Kata reads drop-ins from the config.d directory beside the configuration
@@ -26,10 +28,7 @@ import (
 // same whether settings are set or not, so changing settings never needs a
 // container runtime reconfiguration.
 const (
-	runtimesDir  = "runtimes"
 	dropInDir    = "config.d"
-	defaultsDir  = "share/defaults/kata-containers"
-	defaultDest  = "/opt/kata"
 	dropInHeader = "# Written by kata-deploy; removed when it uninstalls Kata. Do not edit.\n"
 )
 
@@ -40,6 +39,23 @@ const (
 	dropInKernel      = "30-kernel-params.toml"
 	dropInAnnotations = "40-hypervisor-annotations.toml"
 )
+
+// defaultDest is where Kata's own files say Kata is: the default
+// installation's tree, /opt/kata.
+func defaultDest() string { return runtime.Installation{}.Dest() }
+
+// isConfigDir tells the directories of a payload where Kata puts its shims'
+// configurations (the Go runtime's and runtime-rs's).
+func isConfigDir(dir string) bool {
+	return dir == runtime.Shim{}.ConfigDir() || dir == runtime.Shim{RuntimeRS: true}.ConfigDir()
+}
+
+// shimOf describes the shim whose configuration the payload has at cfg, a
+// path in its tree: a shim kata-deploy's catalogue may not know yet, laid
+// out as runtime.Installation lays out every shim.
+func shimOf(name, cfg string) runtime.Shim {
+	return runtime.Shim{Name: name, RuntimeRS: path.Dir(cfg) == runtime.Shim{RuntimeRS: true}.ConfigDir(), ConfigFile: path.Base(cfg)}
+}
 
 var shimConfig = regexp.MustCompile(`^configuration-(.+)\.toml$`)
 
@@ -52,8 +68,7 @@ func shimConfigs(nodes []*node) map[string]string {
 			continue
 		}
 		dir, base := path.Split(n.path)
-		dir = strings.TrimSuffix(dir, "/")
-		if dir != defaultsDir && dir != defaultsDir+"/runtime-rs" {
+		if !isConfigDir(strings.TrimSuffix(dir, "/")) {
 			continue
 		}
 		if m := shimConfig.FindStringSubmatch(base); m != nil {
@@ -93,13 +108,15 @@ func generate(layout Layout, nodes []*node, dest string, s Settings, read func(r
 	shims := map[string]string{}
 	for _, shim := range slices.Sorted(maps.Keys(configs)) {
 		cfg := configs[shim]
-		base := path.Base(cfg)
-		rtDir := path.Join(path.Dir(cfg), runtimesDir)
-		shimDir := path.Join(rtDir, shim)
-		addDir(rtDir)
+		link := shimOf(shim, cfg).ConfigPath()
+		shimDir := path.Dir(link)
+		addDir(path.Dir(shimDir))
 		addDir(shimDir)
-		link := path.Join(shimDir, base)
-		out = append(out, &node{path: link, typ: TypeSymlink, mode: 0o777, target: "../../" + base, gen: true})
+		target, err := filepath.Rel(shimDir, cfg)
+		if err != nil {
+			return nil, nil, err
+		}
+		out = append(out, &node{path: link, typ: TypeSymlink, mode: 0o777, target: target, gen: true})
 		existing[link] = true
 		shims[shim] = link
 
@@ -140,7 +157,7 @@ func dropInsFor(shim, cfgPath string, cfg []byte, dest string, s Settings) (map[
 	hvPath := []string{"hypervisor", hv}
 	out := map[string][]byte{}
 
-	if dest != defaultDest {
+	if dest != defaultDest() {
 		// The payload's configurations name /opt/kata; a prefix or suffix
 		// moves the files, so every such path is moved with them.
 		var t tomlDoc
@@ -217,8 +234,8 @@ func hypervisorOf(doc map[string]any) (string, map[string]any, error) {
 // and records it moved under dest.
 func rebase(doc map[string]any, at []string, dest string, t *tomlDoc) {
 	move := func(s string) (string, bool) {
-		if s == defaultDest || strings.HasPrefix(s, defaultDest+"/") {
-			return dest + strings.TrimPrefix(s, defaultDest), true
+		if s == defaultDest() || strings.HasPrefix(s, defaultDest()+"/") {
+			return dest + strings.TrimPrefix(s, defaultDest()), true
 		}
 		return s, false
 	}

@@ -3,6 +3,7 @@ package artifacts
 import (
 	"errors"
 	"fmt"
+	"strings"
 
 	"github.com/kata-deploy/kata-deploy/internal/tarsafe"
 )
@@ -35,6 +36,19 @@ var ErrNotInstalled = errors.New("kata is not installed here")
 // ErrUnsupportedSetting means a Kata setting was asked of a payload whose
 // Kata cannot read drop-ins (Kata 1.x).
 var ErrUnsupportedSetting = errors.New("setting needs Kata 2 or later (config.d drop-ins)")
+
+// MissingShimError is a handler whose shim the payload has no Kata
+// configuration for (Report.CheckHandlers, WithHandlers).
+type MissingShimError struct {
+	Handler string   // the handler, e.g. "kata-fc"
+	Shim    string   // its shim, e.g. "fc"
+	Dest    string   // the payload's installation
+	Has     []string // the shims the payload has configurations for, sorted
+}
+
+func (e *MissingShimError) Error() string {
+	return fmt.Sprintf("handler %s: the payload at %s has no Kata config for shim %s (it has: %s)", e.Handler, e.Dest, e.Shim, strings.Join(e.Has, ", "))
+}
 
 // ChecksumError reports a payload file that does not match its manifest
 // (SHA256SUMS), or a manifest line naming a file the payload lacks.

@@ -3,7 +3,6 @@ package artifacts
 import (
 	"fmt"
 	"maps"
-	"path"
 	"slices"
 	"strings"
 
@@ -12,20 +11,14 @@ import (
 )
 
 // Handlers returns the runtime handlers for shims (see runtime.Handlers)
-// with the paths where this payload is: the prefix and suffix come from
-// the report's Dest, so that the container runtime's config and the
-// payload cannot disagree. Call it on the report of Plan (before anything
-// is written) or of Install. opts may set the default shim and
-// snapshotters; a prefix or suffix among them is overridden. A shim the
-// payload has no configuration for is refused (see CheckHandlers).
+// of the installation the payload is for (Report.Installation), so that
+// the container runtime's config and the payload cannot disagree. Call it
+// on the report of Plan (before anything is written) or of Install. opts
+// may set the default shim and snapshotters; a prefix or suffix among them
+// is overridden. A shim the payload has no configuration for is refused
+// (see CheckHandlers).
 func (r *Report) Handlers(shims []string, opts ...runtime.HandlerOption) ([]runtime.Handler, error) {
-	prefix, name := path.Split(r.Dest)
-	suffix, ok := strings.CutPrefix(name, "kata")
-	if !ok || (suffix != "" && !strings.HasPrefix(suffix, "-")) {
-		return nil, fmt.Errorf("payload at %s: not a <prefix>/kata[-<suffix>] installation", r.Dest)
-	}
-	opts = append(slices.Clip(opts), runtime.WithPrefix(path.Clean(prefix)), runtime.WithSuffix(strings.TrimPrefix(suffix, "-")))
-	hs, err := runtime.Handlers(shims, opts...)
+	hs, err := r.Installation.Handlers(shims, opts...)
 	if err != nil {
 		return nil, err
 	}
@@ -49,12 +42,21 @@ func (r *Report) CheckHandlers(hs []runtime.Handler) error {
 		got, ok := r.Shims[h.Shim]
 		switch {
 		case !ok:
-			return fmt.Errorf("handler %s: the payload at %s has no Kata config for shim %s (it has: %s)", h.Name, r.Dest, h.Shim, strings.Join(slices.Sorted(maps.Keys(r.Shims)), ", "))
+			return &MissingShimError{Handler: h.Name, Shim: h.Shim, Dest: r.Dest, Has: slices.Sorted(maps.Keys(r.Shims))}
 		case got != h.ConfigPath:
 			return fmt.Errorf("handler %s names config %s, but the payload put shim %s's at %s: give runtime.Handlers the payload's prefix and suffix, or use Report.Handlers", h.Name, h.ConfigPath, h.Shim, got)
 		}
 	}
 	return nil
+}
+
+// checkHandlers refuses, for WithHandlers, handlers the payload would not
+// run.
+func (t *target) checkHandlers(rep *Report) error {
+	if t.c.handlers == nil {
+		return nil
+	}
+	return rep.CheckHandlers(t.c.handlers)
 }
 
 // HostFS returns read access to the host whose root directory is hostRoot,

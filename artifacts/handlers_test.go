@@ -1,6 +1,7 @@
 package artifacts_test
 
 import (
+	"archive/tar"
 	"context"
 	"os"
 	"path/filepath"
@@ -88,4 +89,58 @@ func TestHostFSForDetection(t *testing.T) {
 
 	_, err = artifacts.HostFS(filepath.Join(host, "missing"))
 	assert.Check(t, err != nil)
+}
+
+// Handlers given before the payload are checked before anything is
+// written: a shim the payload lacks, or handlers of another installation,
+// leave the host as it was, from a directory or a tarball.
+func TestWithHandlersRefusesBeforeWriting(t *testing.T) {
+	ctx := context.Background()
+	dir := smallPayload(t)
+	tarball := filepath.Join(t.TempDir(), "kata.tar")
+	writeTar(t, tarball, dir)
+	inst := kataruntime.Installation{Prefix: "/usr/local"}
+	lacking, err := inst.Handlers([]string{"qemu", "fc"})
+	assert.NilError(t, err)
+	elsewhere, err := kataruntime.Installation{}.Handlers([]string{"qemu"})
+	assert.NilError(t, err)
+	for _, payload := range []string{dir, tarball} {
+		for _, tc := range []struct {
+			handlers []kataruntime.Handler
+			want     string
+		}{
+			{lacking, "has no Kata config for shim fc"},
+			{elsewhere, "outside the payload at /usr/local/kata"},
+		} {
+			host := t.TempDir()
+			_, err := artifacts.Install(ctx, host, payload, artifacts.WithInstallation(inst), artifacts.WithHandlers(tc.handlers))
+			assert.Check(t, is.ErrorContains(err, tc.want), payload)
+			entries, err := os.ReadDir(host)
+			assert.NilError(t, err)
+			assert.Check(t, is.Len(entries, 0), "%s left %v", payload, entries)
+		}
+		good, err := inst.Handlers([]string{"qemu", "clh"})
+		assert.NilError(t, err)
+		rep, err := artifacts.Install(ctx, t.TempDir(), payload, artifacts.WithInstallation(inst), artifacts.WithHandlers(good))
+		assert.NilError(t, err)
+		assert.Check(t, is.Equal(rep.Dest, inst.Dest()))
+	}
+}
+
+// A relative prefix would install relative to nothing in particular, and
+// the handlers built from it would be refused: artifacts refuses it too.
+func TestRelativePrefixRefused(t *testing.T) {
+	_, err := artifacts.Plan(context.Background(), t.TempDir(), smallPayload(t), artifacts.WithPrefix("opt"))
+	assert.Check(t, is.ErrorContains(err, `install prefix "opt": want an absolute host path`))
+}
+
+// writeTar archives the tree at dir as a tarball at file.
+func writeTar(t *testing.T, file, dir string) {
+	t.Helper()
+	f, err := os.Create(file)
+	assert.NilError(t, err)
+	defer f.Close()
+	tw := tar.NewWriter(f)
+	assert.NilError(t, tw.AddFS(os.DirFS(dir)))
+	assert.NilError(t, tw.Close())
 }

@@ -201,15 +201,20 @@ func (t *target) plan(ctx context.Context, nodes []*node, read func(string) ([]b
 	if err != nil {
 		return nil, err
 	}
-	if layout != LayoutStatic && t.dest != defaultDest {
+	if layout != LayoutStatic && t.dest != defaultDest() {
 		t.c.log.Warn("Kata 1.x reads no drop-ins: its configuration still names /opt/kata", "dest", t.dest)
 	}
 	nodes = append(nodes, gen...)
 	sortNodes(nodes)
 	pl := &plan{layout: layout, nodes: nodes, shims: shims}
-	pl.rep = &Report{Dest: t.dest, Layout: layout, Shims: map[string]string{}}
+	pl.rep = &Report{Dest: t.dest, Installation: t.c.inst, Layout: layout, Shims: map[string]string{}}
 	for shim, p := range shims {
 		pl.rep.Shims[shim] = t.host(p)
+	}
+	// Refuse handlers this payload would not run while nothing is written
+	// (a tarball is only staged so far).
+	if err := t.checkHandlers(pl.rep); err != nil {
+		return nil, err
 	}
 	if err := t.diff(ctx, pl, srcDigest); err != nil {
 		return nil, err

@@ -3,12 +3,14 @@ package artifacts
 import (
 	"io"
 	"log/slog"
-	"path"
 	"slices"
+
+	"github.com/kata-deploy/kata-deploy/runtime"
 )
 
-// DefaultPrefix is where Kata is installed unless WithPrefix says otherwise.
-const DefaultPrefix = "/opt"
+// DefaultPrefix is where Kata is installed unless WithPrefix says
+// otherwise: runtime.DefaultPrefix.
+const DefaultPrefix = runtime.DefaultPrefix
 
 // Default limits for tarball payloads.
 const (
@@ -20,8 +22,8 @@ const (
 type Option func(*config)
 
 type config struct {
-	prefix     string
-	suffix     string
+	inst       runtime.Installation
+	handlers   []runtime.Handler // the payload must run these (WithHandlers)
 	log        *slog.Logger
 	maxSize    int64
 	maxEntries int
@@ -68,7 +70,6 @@ func (s Settings) clone() Settings {
 
 func newConfig(opts []Option) *config {
 	c := &config{
-		prefix:     DefaultPrefix,
 		log:        slog.New(slog.NewTextHandler(io.Discard, nil)),
 		maxSize:    DefaultMaxSize,
 		maxEntries: DefaultMaxEntries,
@@ -80,21 +81,32 @@ func newConfig(opts []Option) *config {
 	return c
 }
 
-// dest is the host path of the installation: <prefix>/kata or
-// <prefix>/kata-<suffix>.
-func (c *config) dest() string {
-	name := "kata"
-	if c.suffix != "" {
-		name += "-" + c.suffix
-	}
-	return path.Join(path.Clean("/"+c.prefix), name)
+// WithInstallation installs the payload where the installation says
+// (runtime.Installation.Dest): the same value that builds the handlers,
+// so the two cannot disagree. The default is the zero Installation, at
+// /opt/kata. A relative prefix is refused.
+func WithInstallation(inst runtime.Installation) Option {
+	return func(c *config) { c.inst = inst }
 }
 
-// WithPrefix installs under prefix instead of /opt (a host path).
-func WithPrefix(prefix string) Option { return func(c *config) { c.prefix = prefix } }
+// WithPrefix installs under prefix instead of /opt (an absolute host
+// path): the installation's Prefix.
+func WithPrefix(prefix string) Option { return func(c *config) { c.inst.Prefix = prefix } }
 
-// WithSuffix names a side-by-side installation: <prefix>/kata-<suffix>.
-func WithSuffix(suffix string) Option { return func(c *config) { c.suffix = suffix } }
+// WithSuffix names a side-by-side installation, <prefix>/kata-<suffix>:
+// the installation's Suffix.
+func WithSuffix(suffix string) Option { return func(c *config) { c.inst.Suffix = suffix } }
+
+// WithHandlers makes Install and Plan refuse, before anything is written,
+// a payload that would not run these handlers (see Report.CheckHandlers):
+// one without a selected shim's configuration, or handlers built for
+// another installation. An installer that has its handlers before the
+// payload gives them here instead of checking the report afterwards,
+// when the payload is already in place.
+func WithHandlers(hs []runtime.Handler) Option {
+	hs = slices.Clone(hs)
+	return func(c *config) { c.handlers = hs }
+}
 
 // WithLogger sends progress to l; the default, and nil, discard it.
 func WithLogger(l *slog.Logger) Option {

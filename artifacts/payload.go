@@ -15,6 +15,7 @@ import (
 
 	"github.com/kata-deploy/kata-deploy/internal/hostfs"
 	"github.com/kata-deploy/kata-deploy/internal/tarsafe"
+	"github.com/kata-deploy/kata-deploy/runtime"
 	"golang.org/x/sys/unix"
 )
 
@@ -270,7 +271,7 @@ func detectLayout(nodes []*node) (Layout, error) {
 	case anyOf("bin/kata-proxy", "bin/kata-shim", "kata-proxy", "kata-shim",
 		"libexec/kata-containers/kata-proxy", "libexec/kata-containers/kata-shim"):
 		return LayoutKata1, nil
-	case anyOf("bin/containerd-shim-kata-v2", "runtime-rs/bin/containerd-shim-kata-v2"):
+	case anyOf(runtime.Shim{}.Binary(), runtime.Shim{RuntimeRS: true}.Binary()):
 		return LayoutStatic, nil
 	case anyOf("bin/kata-runtime", "kata-runtime"):
 		return LayoutKata1, nil

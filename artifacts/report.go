@@ -4,18 +4,22 @@ import (
 	"fmt"
 	"slices"
 	"strings"
+
+	"github.com/kata-deploy/kata-deploy/runtime"
 )
 
 // Report says what Install, Plan or Uninstall changed, or would change.
 // Paths are host paths; directories end in "/".
 type Report struct {
-	Dest    string            `json:"dest"`              // host path of the installation
-	Layout  Layout            `json:"layout,omitempty"`  // payload layout (Install and Plan)
-	Added   []string          `json:"added,omitempty"`   // new entries
-	Changed []string          `json:"changed,omitempty"` // entries whose content, mode, type or target changes
-	Removed []string          `json:"removed,omitempty"` // entries no longer in the payload, or uninstalled
-	Kept    []string          `json:"kept,omitempty"`    // entries kata-deploy does not own, left in place
-	Shims   map[string]string `json:"shims,omitempty"`   // shim -> configuration path to give the container runtime
+	Dest string `json:"dest"` // host path of the installation
+	// Installation is the install the payload is for; Dest is its Dest.
+	Installation runtime.Installation `json:"-"`
+	Layout       Layout               `json:"layout,omitempty"`  // payload layout (Install and Plan)
+	Added        []string             `json:"added,omitempty"`   // new entries
+	Changed      []string             `json:"changed,omitempty"` // entries whose content, mode, type or target changes
+	Removed      []string             `json:"removed,omitempty"` // entries no longer in the payload, or uninstalled
+	Kept         []string             `json:"kept,omitempty"`    // entries kata-deploy does not own, left in place
+	Shims        map[string]string    `json:"shims,omitempty"`   // shim -> configuration path to give the container runtime
 	// Previous is whether Install (or Plan) found an installed payload at
 	// the destination, after finishing or rolling back an interrupted run:
 	// false means this Install put the first one there, so the caller that

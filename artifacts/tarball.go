@@ -12,6 +12,7 @@ import (
 
 	"github.com/kata-deploy/kata-deploy/internal/hostfs"
 	"github.com/kata-deploy/kata-deploy/internal/tarsafe"
+	"github.com/kata-deploy/kata-deploy/runtime"
 	"golang.org/x/sys/unix"
 )
 
@@ -162,18 +163,24 @@ func (t *target) unchangedTarball(source statKey) (*Report, bool, error) {
 			return nil, false, nil
 		}
 	}
-	rep := &Report{Dest: t.dest, Layout: t.rec.Layout, Shims: map[string]string{}}
+	rep := &Report{Dest: t.dest, Installation: t.c.inst, Layout: t.rec.Layout, Shims: map[string]string{}}
 	for shim, p := range t.rec.Shims {
 		rep.Shims[shim] = t.host(p)
+	}
+	if err := t.checkHandlers(rep); err != nil {
+		return nil, false, err
 	}
 	t.c.log.Info("kata already installed", "dest", t.dest)
 	return rep, true, nil
 }
 
-// isGenerated tells the entries kata-deploy adds from those of a payload.
+// isGenerated tells the entries kata-deploy adds from those of a payload:
+// everything in the directories that hold each shim's own (see
+// runtime.Shim.ConfigPath).
 func isGenerated(p string) bool {
-	for _, d := range []string{defaultsDir, defaultsDir + "/runtime-rs"} {
-		if p == d+"/"+runtimesDir || strings.HasPrefix(p, d+"/"+runtimesDir+"/") {
+	for _, rs := range []bool{false, true} {
+		d := path.Dir(path.Dir(runtime.Shim{Name: "x", RuntimeRS: rs, ConfigFile: "x"}.ConfigPath()))
+		if p == d || strings.HasPrefix(p, d+"/") {
 			return true
 		}
 	}
@@ -404,7 +411,7 @@ func readTarball(ctx context.Context, r io.Reader, c *config, stage *hostfs.Dir,
 func isShimConfig(rel string) bool {
 	dir, base := path.Split(rel)
 	dir = strings.TrimSuffix(dir, "/")
-	return (dir == defaultsDir || dir == defaultsDir+"/runtime-rs") && shimConfig.MatchString(base)
+	return isConfigDir(dir) && shimConfig.MatchString(base)
 }
 
 type captureWriter struct{ data []byte }

@@ -32,7 +32,10 @@ func openTarget(ctx context.Context, hostRoot string, c *config, mutate bool) (*
 	if err != nil {
 		return nil, err
 	}
-	t := &target{c: c, root: root, dest: c.dest(), unlock: func() {}}
+	if err := c.inst.Validate(); err != nil {
+		return nil, err
+	}
+	t := &target{c: c, root: root, dest: c.inst.Dest(), unlock: func() {}}
 	// The host resolves symlinks in the destination (an /opt that links to
 	// /var/opt is common on immutable systems): stage beside what it
 	// resolves to, so the final rename stays within one directory.

@@ -47,7 +47,7 @@ func PlanUninstall(ctx context.Context, hostRoot string, opts ...Option) (*Repor
 }
 
 func (t *target) uninstall(ctx context.Context, dry bool) (*Report, error) {
-	rep := &Report{Dest: t.dest}
+	rep := &Report{Dest: t.dest, Installation: t.c.inst}
 	if t.live == nil {
 		if t.tomb != nil && !dry {
 			// An interrupted uninstall: recover removed the tree; the

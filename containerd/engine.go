@@ -51,7 +51,8 @@ func WithConfigPath(p string) Option { return func(e *Engine) { e.configPath = p
 
 // WithName sets the name the engine's files, marks and journal carry, so
 // that two independent installs can share a host ("kata-deploy" by
-// default). Each install on a node needs a name of its own: PlanInstall
+// default; runtime.Installation.EngineName names each install). Each
+// install on a node needs a name of its own: PlanInstall
 // refuses one whose handlers differ from those the name's journal
 // records. New refuses a name that is not safe in a file name (1 to 64
 // letters, digits, '.', '_' and '-').

@@ -81,3 +81,33 @@ func TestForeignPlanError(t *testing.T) {
 	assert.Check(t, is.Error(err, "the plan was made by containerd/kata-deploy, not by crio/kata-deploy: apply a plan with the engine that made it"))
 	assert.Check(t, is.ErrorContains(&ForeignPlanError{Applier: "crio/x"}, "made by no engine"))
 }
+
+// Installation is the one place the layout is computed: Handlers with
+// options and Installation.Handlers agree, the zero value is the default
+// install, and a bad prefix or suffix is refused.
+func TestInstallation(t *testing.T) {
+	zero := Installation{}
+	assert.Check(t, is.Equal(zero.Dest(), "/opt/kata"))
+	assert.Check(t, is.Equal(Installation{Prefix: "/usr/local/"}.Dest(), "/usr/local/kata"))
+	dragonball, err := LookupShim("dragonball")
+	assert.NilError(t, err)
+	assert.Check(t, is.Equal(zero.ShimPath(dragonball), "/opt/kata/runtime-rs/bin/containerd-shim-kata-v2"))
+	assert.Check(t, is.Equal(zero.ConfigPath(dragonball), "/opt/kata/share/defaults/kata-containers/runtime-rs/runtimes/dragonball/configuration-dragonball.toml"))
+	assert.Check(t, is.Equal(zero.EngineName(), "kata-deploy"))
+
+	inst := Installation{Prefix: "/usr/local", Suffix: "canary"}
+	byOptions, err := Handlers([]string{"qemu", "dragonball"}, WithPrefix("/usr/local"), WithSuffix("canary"), WithDefaultShim("dragonball"))
+	assert.NilError(t, err)
+	// The installation's own prefix and suffix win over options.
+	byInstall, err := inst.Handlers([]string{"qemu", "dragonball"}, WithDefaultShim("dragonball"), WithPrefix("/opt"))
+	assert.NilError(t, err)
+	assert.Check(t, is.DeepEqual(byOptions, byInstall))
+	assert.Check(t, is.Equal(byInstall[0].Name, inst.DefaultHandlerName()))
+	assert.Check(t, is.Equal(byInstall[2].ConfigPath, inst.ConfigPath(dragonball)))
+
+	for _, bad := range []Installation{{Prefix: "opt"}, {Suffix: "Canary"}, {Suffix: "-x"}} {
+		assert.Check(t, bad.Validate() != nil, "%+v", bad)
+		_, err := bad.Handlers([]string{"qemu"})
+		assert.Check(t, err != nil, "%+v", bad)
+	}
+}

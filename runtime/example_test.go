@@ -40,3 +40,24 @@ func ExampleDetectVariant() {
 	fmt.Println(v, v.RuntimeUnit(), err)
 	// Output: k3s-agent k3s-agent.service <nil>
 }
+
+// A second install beside the default one: one value says where its tree
+// is and what its handlers and engine are called, for every package.
+func ExampleInstallation() {
+	inst := kataruntime.Installation{Prefix: "/usr/local", Suffix: "canary"}
+	qemu, _ := kataruntime.LookupShim("qemu")
+	fmt.Println(inst.Dest())
+	fmt.Println(inst.ConfigPath(qemu))
+	fmt.Println(inst.DefaultHandlerName(), inst.HandlerName("qemu"), inst.EngineName())
+
+	handlers, err := inst.Handlers([]string{"qemu"})
+	if err != nil {
+		panic(err)
+	}
+	fmt.Println(handlers[1].Name, handlers[1].ConfigPath == inst.ConfigPath(qemu))
+	// Output:
+	// /usr/local/kata-canary
+	// /usr/local/kata-canary/share/defaults/kata-containers/runtimes/qemu/configuration-qemu.toml
+	// kata-canary kata-qemu-canary kata-deploy-canary
+	// kata-qemu-canary true
+}

@@ -8,8 +8,8 @@ import (
 )
 
 // DefaultPrefix is the host directory Kata is installed under, as
-// <prefix>/kata or, for a named second install, <prefix>/kata-<suffix>. The
-// artifacts package uses the same convention.
+// <prefix>/kata or, for a named second install, <prefix>/kata-<suffix>
+// (see Installation).
 const DefaultPrefix = "/opt"
 
 // DefaultHandlerName is the handler of the default "kata" RuntimeClass.
@@ -94,26 +94,27 @@ type Handler struct {
 type HandlerOption func(*handlerConfig)
 
 type handlerConfig struct {
-	prefix      string
-	suffix      string
+	inst        Installation
+	emptyPrefix bool // WithPrefix(""): a mistake, not the default
 	defaultShim string
 	snapshotter map[string]string
 }
 
 // WithPrefix sets the host directory Kata is installed under
-// (DefaultPrefix if not set). It must be an absolute host path: Handlers
-// refuses a relative one, which would give relative shim paths. Give the
-// payload the same prefix (artifacts.WithPrefix), or build the handlers
-// from the payload's report (artifacts.Report.Handlers), which cannot
-// disagree with it.
+// (DefaultPrefix if not set): Handlers(shims, WithPrefix(p)) is
+// Installation{Prefix: p}.Handlers(shims). Give the payload the same
+// installation (artifacts.WithInstallation), or build the handlers from
+// the payload's report (artifacts.Report.Handlers), which cannot disagree
+// with it.
 func WithPrefix(prefix string) HandlerOption {
-	return func(c *handlerConfig) { c.prefix = prefix }
+	return func(c *handlerConfig) { c.inst.Prefix, c.emptyPrefix = prefix, prefix == "" }
 }
 
 // WithSuffix names a second, independent install: files under
-// "<prefix>/kata-<suffix>" and handlers "kata-<shim>-<suffix>".
+// "<prefix>/kata-<suffix>" and handlers "kata-<shim>-<suffix>" (see
+// Installation).
 func WithSuffix(suffix string) HandlerOption {
-	return func(c *handlerConfig) { c.suffix = suffix }
+	return func(c *handlerConfig) { c.inst.Suffix = suffix }
 }
 
 // WithDefaultShim picks the shim behind the default "kata" handler (the
@@ -129,25 +130,40 @@ func WithSnapshotter(shim, snapshotter string) HandlerOption {
 }
 
 // Handlers returns the default "kata" handler followed by one "kata-<shim>"
-// handler per named shim, in the order given.
+// handler per named shim, in the order given, for the installation the
+// options name (the default one unless WithPrefix or WithSuffix).
 func Handlers(shims []string, opts ...HandlerOption) ([]Handler, error) {
+	c := handlerConfig{snapshotter: map[string]string{}}
+	for _, o := range opts {
+		o(&c)
+	}
+	if c.emptyPrefix {
+		return nil, fmt.Errorf("install prefix \"\": want an absolute host path, e.g. %s", DefaultPrefix)
+	}
+	return c.inst.handlers(shims, c)
+}
+
+// Handlers returns the install's default handler followed by one handler
+// per named shim, in the order given. A prefix or suffix among opts is
+// overridden by the installation's own.
+func (i Installation) Handlers(shims []string, opts ...HandlerOption) ([]Handler, error) {
+	c := handlerConfig{snapshotter: map[string]string{}}
+	for _, o := range opts {
+		o(&c)
+	}
+	return i.handlers(shims, c)
+}
+
+func (i Installation) handlers(shims []string, c handlerConfig) ([]Handler, error) {
 	if len(shims) == 0 {
 		return nil, fmt.Errorf("no Kata shims selected")
 	}
-	c := handlerConfig{prefix: DefaultPrefix, snapshotter: map[string]string{}}
-	for _, o := range opts {
-		o(&c)
+	if err := i.Validate(); err != nil {
+		return nil, err
 	}
 	if c.defaultShim == "" {
 		c.defaultShim = shims[0]
 	}
-	if c.suffix != "" && !validName(c.suffix) {
-		return nil, fmt.Errorf("install suffix %q: want lower-case letters, digits and '-'", c.suffix)
-	}
-	if !path.IsAbs(c.prefix) {
-		return nil, fmt.Errorf("install prefix %q: want an absolute host path, e.g. %s", c.prefix, DefaultPrefix)
-	}
-	root := path.Join(path.Clean(c.prefix), withSuffix("kata", c.suffix))
 	seen := map[string]bool{}
 	var out []Handler
 	var def *Handler
@@ -160,7 +176,7 @@ func Handlers(shims []string, opts ...HandlerOption) ([]Handler, error) {
 		if err != nil {
 			return nil, err
 		}
-		h := newHandler(s, root, c.suffix)
+		h := i.handler(s)
 		if sn, ok := c.snapshotter[name]; ok {
 			h.Snapshotter = sn
 		}
@@ -173,7 +189,7 @@ func Handlers(shims []string, opts ...HandlerOption) ([]Handler, error) {
 	if def == nil {
 		return nil, fmt.Errorf("default Kata shim %q is not among the selected shims %v", c.defaultShim, shims)
 	}
-	def.Name = withSuffix(DefaultHandlerName, c.suffix)
+	def.Name = i.DefaultHandlerName()
 	def.RuntimeType = "io.containerd." + def.Name + ".v2"
 	def.PodAnnotations = append([]string(nil), def.PodAnnotations...)
 	out = append([]Handler{*def}, out...)
@@ -232,34 +248,18 @@ func (s Spec) Validate() error {
 	return nil
 }
 
-func newHandler(s Shim, root, suffix string) Handler {
-	name := withSuffix("kata-"+s.Name, suffix)
-	shimPath := path.Join(root, "bin", "containerd-shim-kata-v2")
-	configDir := path.Join(root, "share", "defaults", "kata-containers")
-	if s.RuntimeRS {
-		shimPath = path.Join(root, "runtime-rs", "bin", "containerd-shim-kata-v2")
-		configDir = path.Join(configDir, "runtime-rs")
-	}
+func (i Installation) handler(s Shim) Handler {
+	name := i.HandlerName(s.Name)
 	return Handler{
-		Name:        name,
-		Shim:        s.Name,
-		RuntimeType: "io.containerd." + name + ".v2",
-		ShimPath:    shimPath,
-		// Each shim has a directory of its own holding its configuration
-		// and its config.d, so that a drop-in for one hypervisor never
-		// reaches another's configuration (the artifacts package makes it).
-		ConfigPath:                   path.Join(configDir, "runtimes", s.Name, s.ConfigFile),
+		Name:                         name,
+		Shim:                         s.Name,
+		RuntimeType:                  "io.containerd." + name + ".v2",
+		ShimPath:                     i.ShimPath(s),
+		ConfigPath:                   i.ConfigPath(s),
 		PodAnnotations:               []string{"io.katacontainers.*"},
 		PrivilegedWithoutHostDevices: true,
 		Snapshotter:                  s.Snapshotter,
 	}
-}
-
-func withSuffix(name, suffix string) string {
-	if suffix == "" {
-		return name
-	}
-	return name + "-" + suffix
 }
 
 func validName(s string) bool {

@@ -114,7 +114,7 @@ func checkFlags(hostRoot, rt, rtVersion, output, prefix, suffix, defaultShim str
 	if !path.IsAbs(prefix) {
 		return cli.Usage("--prefix %q: want an absolute host path, such as %s", prefix, runtime.DefaultPrefix)
 	}
-	if _, err := runtime.Handlers(shims, runtime.WithPrefix(prefix), runtime.WithSuffix(suffix), runtime.WithDefaultShim(defaultShim)); err != nil {
+	if _, err := (runtime.Installation{Prefix: prefix, Suffix: suffix}).Handlers(shims, runtime.WithDefaultShim(defaultShim)); err != nil {
 		flag := "--shims"
 		switch {
 		case strings.Contains(err.Error(), "suffix"):

@@ -117,10 +117,10 @@ func TestInstallBranches(t *testing.T) {
 			wantCalls: cat(installed, []string{"event KataInstallFailed"}),
 		},
 		{
-			name:      "payload lacks a shim: payload undone",
+			name:      "payload lacks a shim: refused before the payload is written",
 			shims:     []string{"qemu", "fc"},
 			restart:   true,
-			wantErr:   []string{"the payload has no Kata config for shim fc", "pick --shims from those it has: qemu"},
+			wantErr:   []string{"has no Kata config for shim fc", "pick --shims from those it has: qemu"},
 			wantCalls: cat(installed, []string{"event KataInstallFailed"}),
 		},
 		{

@@ -163,7 +163,7 @@ func (c *Config) detect(ctx context.Context, root *hostfs.Root) (*target, error)
 			return nil, err
 		}
 	}
-	hopts := []runtime.HandlerOption{runtime.WithPrefix(c.prefix()), runtime.WithSuffix(c.Suffix), runtime.WithDefaultShim(c.DefaultShim)}
+	hopts := []runtime.HandlerOption{runtime.WithDefaultShim(c.DefaultShim)}
 	for shim, sn := range c.Snapshotters {
 		if sn == "" {
 			return nil, fmt.Errorf("snapshotter for shim %s is empty: want <shim>=<snapshotter>, e.g. fc=devmapper", shim)
@@ -173,15 +173,12 @@ func (c *Config) detect(ctx context.Context, root *hostfs.Root) (*target, error)
 		}
 		hopts = append(hopts, runtime.WithSnapshotter(shim, sn))
 	}
-	handlers, err := runtime.Handlers(c.Shims, hopts...)
+	handlers, err := c.installation().Handlers(c.Shims, hopts...)
 	if err != nil {
 		return nil, err
 	}
 	t := &target{root: root, variant: variant, version: rt.Version, spec: runtime.Spec{Handlers: handlers, Mode: c.Mode}}
-	name := "kata-deploy"
-	if c.Suffix != "" {
-		name += "-" + c.Suffix
-	}
+	name := c.installation().EngineName()
 	switch variant.Kind() {
 	case runtime.CRIO:
 		if len(c.Snapshotters) > 0 {
@@ -235,12 +232,7 @@ func (c *Config) askRuntime(ctx context.Context, root *hostfs.Root, v runtime.Va
 }
 
 func (c *Config) artifactOptions() []artifacts.Option {
-	opts := []artifacts.Option{artifacts.WithPrefix(c.prefix()), artifacts.WithLogger(c.log())}
-	if c.Suffix != "" {
-		opts = append(opts, artifacts.WithSuffix(c.Suffix))
-	}
-	opts = append(opts, artifacts.WithSettings(c.Settings))
-	return opts
+	return []artifacts.Option{artifacts.WithInstallation(c.installation()), artifacts.WithLogger(c.log()), artifacts.WithSettings(c.Settings)}
 }
 
 // lock serialises installers on the node. A state directory this call had

@@ -5,7 +5,6 @@ import (
 	"errors"
 	"fmt"
 	"io"
-	"maps"
 	"slices"
 	"strings"
 	"time"
@@ -73,20 +72,16 @@ func (c *Config) Install(ctx context.Context) (state nodelabel.KataState, err er
 			return "", err
 		}
 	}
-	rep, err := artifacts.Install(ctx, c.HostRoot, c.Payload, c.artifactOptions()...)
+	// The payload refuses handlers it would not run before it writes.
+	rep, err := artifacts.Install(ctx, c.HostRoot, c.Payload, append(c.artifactOptions(), artifacts.WithHandlers(t.spec.Handlers))...)
 	if err != nil {
 		c.forgetRecord(root, rec, prev)
-		return "", fmt.Errorf("install payload: %w", err)
+		return "", fmt.Errorf("install payload: %w", withShimsHint(err))
 	}
 	c.log().Info("payload installed", "dest", rep.Dest, "added", len(rep.Added), "changed", len(rep.Changed), "removed", len(rep.Removed))
 	// Undoing this run removes the payload only if it put the first one
 	// there: artifacts' report says whether it found one.
 	hadPayload := rep.Previous
-	if err := checkShims(t, rep); err != nil {
-		c.undoPayload(ctx, hadPayload)
-		c.forgetRecord(root, rec, prev)
-		return "", err
-	}
 	if err := t.engine.Apply(ctx, plan); err != nil {
 		c.undoPayload(ctx, hadPayload)
 		c.forgetRecord(root, rec, prev)
@@ -144,18 +139,13 @@ func (c *Config) kataLabel() string {
 	return c.Node.KataLabel()
 }
 
-// checkShims refuses a payload that lacks a selected shim's configuration.
-func checkShims(t *target, rep *artifacts.Report) error {
-	for _, h := range t.spec.Handlers {
-		if got := rep.Shims[h.Shim]; got != h.ConfigPath {
-			has := strings.Join(slices.Sorted(maps.Keys(rep.Shims)), ",")
-			if got == "" {
-				return fmt.Errorf("the payload has no Kata config for shim %s (%s): pick --shims from those it has: %s", h.Shim, h.ConfigPath, has)
-			}
-			return fmt.Errorf("handler %s needs %s, but the payload has shim %s's config at %s: pick --shims from those it has where kata-deploy expects them: %s", h.Name, h.ConfigPath, h.Shim, got, has)
-		}
+// withShimsHint says which flag picks the shims when the payload lacks
+// one.
+func withShimsHint(err error) error {
+	if m, ok := errors.AsType[*artifacts.MissingShimError](err); ok {
+		return fmt.Errorf("%w: pick --shims from those it has: %s", err, strings.Join(m.Has, ","))
 	}
-	return nil
+	return err
 }
 
 // restartAndVerify restarts the runtime unless it already runs the current
@@ -422,12 +412,9 @@ func (c *Config) Plan(ctx context.Context, w io.Writer) error {
 	if err != nil {
 		return err
 	}
-	rep, err := artifacts.Plan(ctx, c.HostRoot, c.Payload, c.artifactOptions()...)
+	rep, err := artifacts.Plan(ctx, c.HostRoot, c.Payload, append(c.artifactOptions(), artifacts.WithHandlers(t.spec.Handlers))...)
 	if err != nil {
-		return err
-	}
-	if err := checkShims(t, rep); err != nil {
-		return err
+		return withShimsHint(err)
 	}
 	fmt.Fprintf(w, "# %s %s, handlers %s\n", t.variant, t.version, strings.Join(t.handlerNames(), ", "))
 	fmt.Fprintf(w, "# payload: %s\n", strings.TrimSpace(rep.String()))

@@ -12,22 +12,17 @@ import (
 	"github.com/kata-deploy/kata-deploy/runtime"
 )
 
-// prefix is the install prefix as the handlers and the payload use it.
-func (c *Config) prefix() string {
-	if c.Prefix == "" {
-		return runtime.DefaultPrefix
-	}
-	return path.Clean(c.Prefix)
+// installation is the install this Config names: where its tree is and
+// what its handlers and engine are called.
+func (c *Config) installation() runtime.Installation {
+	return runtime.Installation{Prefix: c.Prefix, Suffix: c.Suffix}
 }
 
+// prefix is the install prefix as the record and status state it.
+func (c *Config) prefix() string { return path.Dir(c.dest()) }
+
 // dest is the host path of the Kata tree.
-func (c *Config) dest() string {
-	name := "kata"
-	if c.Suffix != "" {
-		name += "-" + c.Suffix
-	}
-	return path.Join(c.prefix(), name)
-}
+func (c *Config) dest() string { return c.installation().Dest() }
 
 // loadRecord reads the node's record of the install this Config names
 // (by its suffix).

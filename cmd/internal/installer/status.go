@@ -147,10 +147,7 @@ func (c *Config) recordedStatus(ctx context.Context, root *hostfs.Root, r *noder
 		is.Handler = append(is.Handler, HandlerStatus{Name: h.Name, Shim: h.Shim, ShimPath: h.ShimPath, ConfigPath: h.ConfigPath,
 			Snapshotter: h.Snapshotter, Served: servedValue(served, answers, h.Name)})
 	}
-	opts := []artifacts.Option{artifacts.WithPrefix(r.Prefix)}
-	if r.Suffix != "" {
-		opts = append(opts, artifacts.WithSuffix(r.Suffix))
-	}
+	opts := []artifacts.Option{artifacts.WithInstallation(runtime.Installation{Prefix: r.Prefix, Suffix: r.Suffix})}
 	p, err := payloadStatus(ctx, c.HostRoot, opts)
 	if err != nil {
 		return nil, err
