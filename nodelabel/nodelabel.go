@@ -1,6 +1,7 @@
 package nodelabel
 
 import (
+	"context"
 	"errors"
 	"fmt"
 	"log/slog"
@@ -97,6 +98,17 @@ func New(api API, node string, opts ...Option) (*Client, error) {
 
 // Node returns the name of the Node the client works on.
 func (c *Client) Node() string { return c.node }
+
+// ReportedRuntime returns the container runtime the Node reports
+// (status.nodeInfo.containerRuntimeVersion), such as "containerd://2.2.9":
+// what runtime.ParseRuntime reads. It is empty until the kubelet reports.
+func (c *Client) ReportedRuntime(ctx context.Context) (string, error) {
+	n, err := c.api.GetNode(ctx, c.node)
+	if err != nil {
+		return "", fmt.Errorf("read Node %s: %w", c.node, err)
+	}
+	return n.Status.NodeInfo.ContainerRuntimeVersion, nil
+}
 
 // RuntimeLabel returns the runtime label's key, e.g.
 // kata-containers.io/container-runtime.

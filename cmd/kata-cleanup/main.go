@@ -62,12 +62,12 @@ func run(ctx context.Context, args []string, env cli.Environ) error {
 		}
 	}
 	log := cli.Logger(stderr)
-	api, n, err := cli.NodeClient(*kubeconfig, *node, *domain, log)
+	n, err := cli.NodeClient(*kubeconfig, *node, *domain, log)
 	if err != nil {
 		return err
 	}
 	cfg := &cleanup.Config{HostRoot: *hostRoot, Runtime: *rt, Restart: *restart, SystemdSocket: *socket,
-		API: api, Node: n, Log: log}
+		Node: n, Log: log}
 	var h cli.Health
 	if err := h.Serve(ctx, *health, log); err != nil {
 		return err

@@ -85,7 +85,7 @@ func run(ctx context.Context, args []string, env cli.Environ) error {
 		cfg.Settings.Annotations[shim] = strings.Split(list, ";")
 	}
 	if *label {
-		if cfg.API, cfg.Node, err = cli.NodeClient(*kubeconfig, *node, *domain, log); err != nil {
+		if cfg.Node, err = cli.NodeClient(*kubeconfig, *node, *domain, log); err != nil {
 			return err
 		}
 	}

@@ -34,7 +34,7 @@ func run(ctx context.Context, args []string, env cli.Environ) error {
 		return err
 	}
 	log := cli.Logger(stderr)
-	_, labeler, err := cli.NodeClient(*kubeconfig, *node, *domain, log)
+	labeler, err := cli.NodeClient(*kubeconfig, *node, *domain, log)
 	if err != nil {
 		return err
 	}

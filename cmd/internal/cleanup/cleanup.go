@@ -30,9 +30,8 @@ type Config struct {
 	// HostRoot; systemd.DefaultSocket when empty).
 	SystemdSocket string
 
-	// API and Node are nil when the cleanup must not touch the API server.
-	// API reads the Node's runtime, Node writes its labels and events.
-	API  nodelabel.API
+	// Node is nil when the cleanup must not touch the API server: it
+	// reads the Node's runtime and writes its labels and events.
 	Node *nodelabel.Client
 	Log  *slog.Logger
 
@@ -101,7 +100,7 @@ func (c *Config) Run(ctx context.Context) (err error) {
 		}
 		want = recs[0].Runtime.Variant
 	}
-	t, _, err := hostnode.Variant(ctx, root, c.API, c.Node, want)
+	t, _, err := hostnode.Variant(ctx, root, c.Node, want)
 	if err != nil {
 		return err
 	}

@@ -227,23 +227,18 @@ func (h *Health) Serve(ctx context.Context, addr string, log *slog.Logger) error
 	return nil
 }
 
-// NodeClient returns the API and a labelling client for one node, as the
-// three commands use them.
-func NodeClient(kubeconfig, node, domain string, log *slog.Logger) (nodelabel.API, *nodelabel.Client, error) {
+// NodeClient returns the client of one node, as the three commands use it.
+func NodeClient(kubeconfig, node, domain string, log *slog.Logger) (*nodelabel.Client, error) {
 	if node == "" {
-		return nil, nil, Usage("--node-name is required (or %s)", EnvName("node-name"))
+		return nil, Usage("--node-name is required (or %s)", EnvName("node-name"))
 	}
 	rc, err := RestConfig(kubeconfig)
 	if err != nil {
-		return nil, nil, err
+		return nil, err
 	}
 	api, err := nodelabel.NewAPI(rc)
 	if err != nil {
-		return nil, nil, err
+		return nil, err
 	}
-	c, err := nodelabel.New(api, node, nodelabel.WithDomain(domain), nodelabel.WithLogger(log))
-	if err != nil {
-		return nil, nil, err
-	}
-	return api, c, nil
+	return nodelabel.New(api, node, nodelabel.WithDomain(domain), nodelabel.WithLogger(log))
 }

@@ -15,17 +15,16 @@ import (
 )
 
 // Variant works out how the runtime is packaged, and returns the runtime
-// the Node reports, parsed (the zero Runtime when api or node is nil: no
-// API server, or when the Node reports none). want is a runtime.Variant
-// name, or "" or "auto" to detect it from the host's files.
-func Variant(ctx context.Context, root *hostfs.Root, api nodelabel.API, node *nodelabel.Client, want string) (runtime.Variant, runtime.Runtime, error) {
+// the Node reports, parsed (the zero Runtime when node is nil: no API
+// server, or when the Node reports none). want is a runtime.Variant name,
+// or "" or "auto" to detect it from the host's files.
+func Variant(ctx context.Context, root *hostfs.Root, node *nodelabel.Client, want string) (runtime.Variant, runtime.Runtime, error) {
 	var reported string
-	if api != nil && node != nil {
-		n, err := api.GetNode(ctx, node.Node())
-		if err != nil {
-			return "", runtime.Runtime{}, fmt.Errorf("read Node %s: %w", node.Node(), err)
+	if node != nil {
+		var err error
+		if reported, err = node.ReportedRuntime(ctx); err != nil {
+			return "", runtime.Runtime{}, err
 		}
-		reported = n.Status.NodeInfo.ContainerRuntimeVersion
 	}
 	var rt runtime.Runtime
 	if reported != "" {

@@ -36,7 +36,7 @@ func TestRestartDisabledOnAPIServer(t *testing.T) {
 	assert.NilError(t, err)
 	c := filesOnly(host(t), payload(t, "qemu"), "qemu")
 	c.RuntimeVersion = ""
-	c.API, c.Node = api, node
+	c.Node = node
 	state, err := c.Install(ctx)
 	assert.NilError(t, err)
 	assert.Check(t, is.Equal(state, nodelabel.KataWaitingRestart))

@@ -262,11 +262,11 @@ func TestInstallBranches(t *testing.T) {
 			}
 			var labels func() map[string]string
 			if !tc.noNode {
-				cs, api, node := fakeNode(t, &log, nil)
+				cs, node := fakeNode(t, &log, nil)
 				if tc.notReady {
 					setReady(t, cs, corev1.ConditionFalse)
 				}
-				c.API, c.Node = api, node
+				c.Node = node
 				labels = func() map[string]string { return nodeLabels(t, cs) }
 			}
 			before := snapshot(t, h)
@@ -307,7 +307,6 @@ type installedNode struct {
 	pristine map[string]string
 	log      *callLog
 	cs       *fakeClientset
-	api      nodelabel.API
 	node     *nodelabel.Client
 }
 
@@ -319,8 +318,8 @@ func installNode(t *testing.T, withNode bool, labels map[string]string) *install
 	c.Restart = true
 	c.VerifyTimeout = 10 * time.Second
 	if withNode {
-		in.cs, in.api, in.node = fakeNode(t, in.log, labels)
-		c.API, c.Node = in.api, in.node
+		in.cs, in.node = fakeNode(t, in.log, labels)
+		c.Node = in.node
 		c.RuntimeVersion = ""
 	}
 	state, err := c.Install(context.Background())
@@ -336,7 +335,7 @@ func (in *installedNode) config(sd *fakeSystemd, rt *fakeCRI) *Config {
 	sd.log, rt.log = in.log, in.log
 	c := withFakes(&Config{HostRoot: in.host, Runtime: "auto", Restart: true, VerifyTimeout: 10 * time.Second}, sd, rt)
 	if in.node != nil {
-		c.API, c.Node = in.api, in.node
+		c.Node = in.node
 	}
 	return c
 }
@@ -454,7 +453,7 @@ func TestUninstallBranches(t *testing.T) {
 // uninstall, which only this package can run.
 func (in *installedNode) cleanup(sd *fakeSystemd) *cleanup.Config {
 	sd.log = in.log
-	return &cleanup.Config{HostRoot: in.host, Runtime: "auto", Restart: true, API: in.api, Node: in.node,
+	return &cleanup.Config{HostRoot: in.host, Runtime: "auto", Restart: true, Node: in.node,
 		Dial: func(context.Context, string) (cleanup.Systemd, error) { return sd, nil }}
 }
 

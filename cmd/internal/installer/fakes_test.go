@@ -168,7 +168,7 @@ type fakeClientset = fake.Clientset
 // fakeNode is a Node on a fake API server: ready, reporting containerd
 // 1.7.22 and serving handlers, with labels. Its label writes and events go
 // to log.
-func fakeNode(t *testing.T, log *callLog, labels map[string]string, handlers ...string) (*fake.Clientset, nodelabel.API, *nodelabel.Client) {
+func fakeNode(t *testing.T, log *callLog, labels map[string]string, handlers ...string) (*fake.Clientset, *nodelabel.Client) {
 	t.Helper()
 	n := &corev1.Node{
 		ObjectMeta: metav1.ObjectMeta{Name: nodeName, UID: "uid-1", Labels: labels},
@@ -206,10 +206,9 @@ func fakeNode(t *testing.T, log *callLog, labels map[string]string, handlers ...
 		log.add("event %s", a.(k8stesting.CreateAction).GetObject().(*corev1.Event).Reason)
 		return false, nil, nil
 	})
-	api := clientset.API(cs)
-	c, err := nodelabel.New(api, nodeName)
+	c, err := nodelabel.New(clientset.API(cs), nodeName)
 	assert.NilError(t, err)
-	return cs, api, c
+	return cs, c
 }
 
 // setReady sets the fake Node's Ready condition.

@@ -64,8 +64,7 @@ type Config struct {
 	// shim's config.d only when set.
 	Settings artifacts.Settings
 
-	// API and Node are nil when the install must not touch the API server.
-	API  nodelabel.API
+	// Node is nil when the install must not touch the API server.
 	Node *nodelabel.Client
 	Log  *slog.Logger
 
@@ -139,7 +138,7 @@ func (c *Config) log() *slog.Logger {
 // how it is packaged from the host's files, unless the config names it.
 func (c *Config) detect(ctx context.Context, root *hostfs.Root) (*target, error) {
 	// The Node's runtime version is parsed once, by hostnode.Variant.
-	variant, rt, err := hostnode.Variant(ctx, root, c.API, c.Node, c.Runtime)
+	variant, rt, err := hostnode.Variant(ctx, root, c.Node, c.Runtime)
 	if err != nil {
 		return nil, err
 	}
