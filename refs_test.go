@@ -43,7 +43,7 @@ func TestReferencesExist(t *testing.T) {
 		top[strings.SplitN(f, "/", 2)[0]] = true
 	}
 	for f := range files {
-		if strings.Contains("/"+f, "/testdata/") {
+		if strings.Contains("/"+f, "/testdata/") && path.Ext(f) != ".md" {
 			continue // inputs and expected outputs, not prose
 		}
 		text := prose(t, f)
@@ -119,4 +119,40 @@ func prose(t *testing.T, f string) string {
 		}
 	}
 	return b.String()
+}
+
+// TestSharedTestdataListed keeps testdata/README.md's tables true: every
+// shared config is listed with where it comes from, and every listed file
+// exists.
+func TestSharedTestdataListed(t *testing.T) {
+	readme, err := os.ReadFile("testdata/README.md")
+	if err != nil {
+		t.Fatal(err)
+	}
+	listed := map[string]bool{}
+	section := ""
+	for _, line := range strings.Split(string(readme), "\n") {
+		if name, ok := strings.CutPrefix(line, "## "); ok {
+			section = strings.TrimSuffix(name, "/")
+			continue
+		}
+		if name, ok := strings.CutPrefix(line, "| `"); ok {
+			name, _, _ = strings.Cut(name, "`")
+			listed[section+"/"+name] = true
+		}
+	}
+	files, err := filepath.Glob("testdata/*/*")
+	if err != nil {
+		t.Fatal(err)
+	}
+	for _, f := range files {
+		f = strings.TrimPrefix(filepath.ToSlash(f), "testdata/")
+		if !listed[f] {
+			t.Errorf("testdata/%s is not listed in testdata/README.md", f)
+		}
+		delete(listed, f)
+	}
+	for f := range listed {
+		t.Errorf("testdata/README.md lists %s, which is not in testdata/", f)
+	}
 }

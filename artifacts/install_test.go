@@ -35,7 +35,7 @@ func TestInstallDirectoryOntoEmptyHost(t *testing.T) {
 	rep, err := Install(context.Background(), host, payload)
 	assert.NilError(t, err)
 	assert.Assert(t, fs.Equal(host, expectedStatic(t, "v1")))
-	golden.Assert(t, rep.String(), "install.fresh.golden")
+	golden.Assert(t, rep.String(), "fresh.install.golden")
 	assert.Check(t, !rep.Previous, "a first install finds no payload")
 	assert.Check(t, is.DeepEqual(rep.Shims, map[string]string{
 		"qemu": "/opt/kata/share/defaults/kata-containers/runtimes/qemu/configuration-qemu.toml",
@@ -46,7 +46,7 @@ func TestInstallDirectoryOntoEmptyHost(t *testing.T) {
 	assert.NilError(t, err)
 	data, err := json.MarshalIndent(st, "", "  ")
 	assert.NilError(t, err)
-	golden.Assert(t, string(data)+"\n", "status.fresh.golden")
+	golden.Assert(t, string(data)+"\n", "fresh.status.golden")
 }
 
 func TestReinstallSamePayloadWritesNothing(t *testing.T) {
@@ -136,7 +136,7 @@ func TestUpgradeReplacesWhatChanged(t *testing.T) {
 	}, "bin/cloud-hypervisor")
 	rep, err := Install(context.Background(), host, payloadDir(t, v2))
 	assert.NilError(t, err)
-	golden.Assert(t, rep.String(), "install.upgrade.golden")
+	golden.Assert(t, rep.String(), "upgrade.install.golden")
 
 	assert.Assert(t, fs.Equal(host, expected(t, installed(v2, "opt/kata", generatedEntries().with(payloadSpec{
 		"bin/local-tool": {mode: 0o700, data: "mine"},
@@ -169,7 +169,7 @@ func TestUninstallRemovesExactlyWhatWasInstalled(t *testing.T) {
 	assert.NilError(t, err)
 	rep, err := Uninstall(context.Background(), host)
 	assert.NilError(t, err)
-	golden.Assert(t, rep.String(), "uninstall.foreign.golden")
+	golden.Assert(t, rep.String(), "foreign.uninstall.golden")
 	assert.Check(t, is.DeepEqual(plan.Kept, rep.Kept))
 	const rt = "opt/kata/share/defaults/kata-containers/runtimes"
 	assert.Assert(t, fs.Equal(host, expected(t, payloadSpec{
@@ -216,7 +216,7 @@ func TestPrefixAndSuffix(t *testing.T) {
 	assert.Check(t, is.Equal(rep.Shims["qemu"], "/usr/local/kata-tdx/share/defaults/kata-containers/runtimes/qemu/configuration-qemu.toml"))
 	dropIn, err := os.ReadFile(filepath.Join(host, "usr/local/kata-tdx/share/defaults/kata-containers/runtimes/qemu/config.d", dropInPrefix))
 	assert.NilError(t, err)
-	golden.Assert(t, string(dropIn), "dropin.prefix-qemu.golden")
+	golden.Assert(t, string(dropIn), "prefix-qemu.dropin.golden")
 	_, err = os.Stat(filepath.Join(host, "opt"))
 	assert.Check(t, os.IsNotExist(err))
 
@@ -257,7 +257,7 @@ func TestSettingsDropIns(t *testing.T) {
 		for _, e := range entries {
 			data, err := os.ReadFile(filepath.Join(dir, e.Name()))
 			assert.NilError(t, err)
-			golden.Assert(t, string(data), "dropin."+shim+"."+strings.TrimSuffix(e.Name(), ".toml")+".golden")
+			golden.Assert(t, string(data), shim+"-"+strings.TrimSuffix(e.Name(), ".toml")+".dropin.golden")
 		}
 	}
 	// Same settings again: nothing to do.
@@ -278,7 +278,7 @@ func TestSettingsDropIns(t *testing.T) {
 	// Settings unset: their drop-ins go, the rest stays.
 	rep, err = Install(context.Background(), host, payload)
 	assert.NilError(t, err)
-	golden.Assert(t, rep.String(), "install.settings-unset.golden")
+	golden.Assert(t, rep.String(), "settings-unset.install.golden")
 	assert.Assert(t, fs.Equal(host, expectedStatic(t, "v1")))
 }
 
@@ -298,7 +298,7 @@ func TestKata1Layout(t *testing.T) {
 	rep, err := Install(context.Background(), host, payload)
 	assert.NilError(t, err)
 	assert.Check(t, is.Equal(rep.Layout, LayoutKata1))
-	golden.Assert(t, listing(snapshot(t, filepath.Join(host, "opt/kata"))), "tree.kata1.golden")
+	golden.Assert(t, listing(snapshot(t, filepath.Join(host, "opt/kata"))), "kata1.tree.golden")
 
 	// The same tree as a tarball, with its files at the archive root.
 	tb := spec.tarball(t, "gz")
@@ -326,7 +326,7 @@ func TestPlanWritesNothing(t *testing.T) {
 	for _, p := range []string{payload, kataStatic("v1").tarball(t, "zst")} {
 		rep, err := Plan(context.Background(), host, p)
 		assert.NilError(t, err)
-		golden.Assert(t, rep.String(), "install.fresh.golden")
+		golden.Assert(t, rep.String(), "fresh.install.golden")
 		entries, err := os.ReadDir(host)
 		assert.NilError(t, err)
 		assert.Check(t, is.Len(entries, 0))

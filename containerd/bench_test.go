@@ -15,7 +15,7 @@ import (
 // defaults followed by many registry mirror tables, with comments.
 func bigConfig(b *testing.B) []byte {
 	b.Helper()
-	base, err := os.ReadFile("testdata/configs/containerd-1.6-default.toml")
+	base, err := os.ReadFile(configs + "containerd-1.6-default.toml")
 	if err != nil {
 		b.Fatal(err)
 	}
@@ -72,7 +72,7 @@ func BenchmarkPlanInstall100KB(b *testing.B) {
 // BenchmarkPlanInstallDefault measures planning on containerd 1.6's own
 // default config (6.8 KB), the size most nodes have.
 func BenchmarkPlanInstallDefault(b *testing.B) {
-	config, err := os.ReadFile("testdata/configs/containerd-1.6-default.toml")
+	config, err := os.ReadFile(configs + "containerd-1.6-default.toml")
 	if err != nil {
 		b.Fatal(err)
 	}

@@ -16,6 +16,10 @@ import (
 	"github.com/kata-deploy/kata-deploy/runtime"
 )
 
+// configs holds the real-world containerd configs other packages' tests
+// read too; testdata/README.md says where each comes from.
+const configs = "../testdata/containerd/"
+
 // hostCase is a host tree to install onto.
 type hostCase struct {
 	name    string
@@ -23,8 +27,8 @@ type hostCase struct {
 	version string
 	mode    runtime.Mode
 	shims   []string
-	// files maps host paths to testdata files (or, with a "=" prefix,
-	// literal content).
+	// files maps host paths to files, relative to this directory (or,
+	// with a "=" prefix, literal content).
 	files map[string]string
 	dirs  []string
 }
@@ -33,51 +37,51 @@ func goldenCases() []hostCase {
 	const etc = "/etc/containerd/config.toml"
 	return []hostCase{
 		{name: "containerd-1.6-default", variant: runtime.VariantContainerd, version: "1.6.20",
-			files: map[string]string{etc: "configs/containerd-1.6-default.toml"}},
+			files: map[string]string{etc: configs + "containerd-1.6-default.toml"}},
 		{name: "containerd-1.6-custom", variant: runtime.VariantContainerd, version: "1.6.20",
-			files: map[string]string{etc: "configs/containerd-1.6-custom.toml"}},
+			files: map[string]string{etc: configs + "containerd-1.6-custom.toml"}},
 		{name: "containerd-1.6-crlf-noeol", variant: runtime.VariantContainerd, version: "1.6.20",
-			files: map[string]string{etc: "configs/containerd-1.6-crlf-noeol.toml"}},
+			files: map[string]string{etc: configs + "containerd-1.6-crlf-noeol.toml"}},
 		{name: "containerd-1.6-v1", variant: runtime.VariantContainerd, version: "1.6.20",
-			files: map[string]string{etc: "configs/containerd-1.6-v1.toml"}},
+			files: map[string]string{etc: configs + "containerd-1.6-v1.toml"}},
 		{name: "containerd-1.6-only-version", variant: runtime.VariantContainerd, version: "1.6.20",
-			files: map[string]string{etc: "configs/containerd-1.6-only-version.toml"}},
+			files: map[string]string{etc: configs + "containerd-1.6-only-version.toml"}},
 		{name: "containerd-1.6-untrusted", variant: runtime.VariantContainerd, version: "1.6.20", mode: runtime.ModeUntrusted,
-			files: map[string]string{etc: "configs/containerd-1.6-custom.toml"}},
+			files: map[string]string{etc: configs + "containerd-1.6-custom.toml"}},
 		{name: "containerd-1.6-no-config", variant: runtime.VariantContainerd, version: "1.6.20", dirs: []string{"/etc"}},
 		{name: "containerd-1.7-imports-conf-d", variant: runtime.VariantContainerd, version: "1.7.22",
 			files: map[string]string{etc: "=version = 2\nimports = [\"/etc/containerd/conf.d/*.toml\"]\n",
-				"/etc/containerd/conf.d/10-cri.toml": "configs/containerd-1.6-custom.toml"}},
+				"/etc/containerd/conf.d/10-cri.toml": configs + "containerd-1.6-custom.toml"}},
 		{name: "containerd-2.2-default", variant: runtime.VariantContainerd, version: "2.2.9",
-			files: map[string]string{etc: "configs/containerd-2.2-default.toml"}},
+			files: map[string]string{etc: configs + "containerd-2.2-default.toml"}},
 		{name: "containerd-2.2-custom", variant: runtime.VariantContainerd, version: "2.2.9",
-			files: map[string]string{etc: "configs/containerd-2-custom.toml"}},
+			files: map[string]string{etc: configs + "containerd-2-custom.toml"}},
 		{name: "containerd-2.2-conf-d", variant: runtime.VariantContainerd, version: "2.2.9",
-			files: map[string]string{etc: "configs/containerd-2-confd.toml"}},
+			files: map[string]string{etc: configs + "containerd-2-confd.toml"}},
 		{name: "containerd-2.2-imports-multiline", variant: runtime.VariantContainerd, version: "2.2.9",
-			files: map[string]string{etc: "configs/containerd-2-imports-multiline.toml"}},
+			files: map[string]string{etc: configs + "containerd-2-imports-multiline.toml"}},
 		{name: "containerd-2.2-v2-config", variant: runtime.VariantContainerd, version: "2.2.9",
-			files: map[string]string{etc: "configs/containerd-1.6-custom.toml"}},
+			files: map[string]string{etc: configs + "containerd-1.6-custom.toml"}},
 		{name: "containerd-2.2-no-config", variant: runtime.VariantContainerd, version: "2.2.9", dirs: []string{"/etc"}},
 		{name: "containerd-2.0-custom", variant: runtime.VariantContainerd, version: "2.0.5",
-			files: map[string]string{etc: "configs/containerd-2-custom.toml"}},
+			files: map[string]string{etc: configs + "containerd-2-custom.toml"}},
 		{name: "containerd-2.3-v4", variant: runtime.VariantContainerd, version: "2.3.7",
 			files: map[string]string{etc: "=version = 4\n\n[plugins.'io.containerd.server.v1.grpc']\n  address = \"/run/containerd/containerd.sock\"\n"}},
 		{name: "containerd-2.2-snapshotter", variant: runtime.VariantContainerd, version: "2.2.9", shims: []string{"qemu", "fc"},
-			files: map[string]string{etc: "configs/containerd-2-custom.toml"}},
+			files: map[string]string{etc: configs + "containerd-2-custom.toml"}},
 		{name: "containerd-1.7-snapshotter", variant: runtime.VariantContainerd, version: "1.7.22", shims: []string{"qemu", "fc"},
-			files: map[string]string{etc: "configs/containerd-1.6-custom.toml"}},
+			files: map[string]string{etc: configs + "containerd-1.6-custom.toml"}},
 		{name: "containerd-2.0-snapshotter", variant: runtime.VariantContainerd, version: "2.0.5", shims: []string{"qemu", "fc"},
-			files: map[string]string{etc: "configs/containerd-2-custom.toml"}},
+			files: map[string]string{etc: configs + "containerd-2-custom.toml"}},
 		{name: "k3s-v2-containerd-1.7", variant: runtime.VariantK3s, version: "1.7.22-k3s1",
-			files: map[string]string{"/var/lib/rancher/k3s/agent/etc/containerd/config.toml": "configs/k3s-v2.toml"}},
+			files: map[string]string{"/var/lib/rancher/k3s/agent/etc/containerd/config.toml": configs + "k3s-v2.toml"}},
 		{name: "k3s-agent-v3-containerd-2.1", variant: runtime.VariantK3sAgent, version: "2.1.4-k3s1",
-			files: map[string]string{"/var/lib/rancher/k3s/agent/etc/containerd/config.toml": "configs/k3s-v3.toml"}},
+			files: map[string]string{"/var/lib/rancher/k3s/agent/etc/containerd/config.toml": configs + "k3s-v3.toml"}},
 		{name: "rke2-server-v3-containerd-2.1", variant: runtime.VariantRKE2Server, version: "2.1.4-k3s1",
-			files: map[string]string{"/var/lib/rancher/rke2/agent/etc/containerd/config.toml": "configs/rke2-v3.toml"}},
+			files: map[string]string{"/var/lib/rancher/rke2/agent/etc/containerd/config.toml": configs + "rke2-v3.toml"}},
 		{name: "k0s-containerd-1.7", variant: runtime.VariantK0s, version: "1.7.27", dirs: []string{"/etc/k0s/containerd.d"}},
 		{name: "microk8s", variant: runtime.VariantMicroK8s, version: "1.6.28",
-			files: map[string]string{"/var/snap/microk8s/current/args/containerd-template.toml": "configs/microk8s-template.toml"}},
+			files: map[string]string{"/var/snap/microk8s/current/args/containerd-template.toml": configs + "microk8s-template.toml"}},
 	}
 }
 
@@ -90,7 +94,7 @@ func makeHost(t *testing.T, c hostCase) string {
 			files[p] = []byte(src[1:])
 			continue
 		}
-		data, err := os.ReadFile(filepath.Join("testdata", src))
+		data, err := os.ReadFile(filepath.FromSlash(src))
 		assert.NilError(t, err)
 		files[p] = data
 	}
@@ -170,7 +174,7 @@ func TestInstallGolden(t *testing.T) {
 // derive it), so a snapshotter on a version 2 config is refused.
 func TestSnapshotterNeedsVersion3OnContainerd2(t *testing.T) {
 	hc := hostCase{variant: runtime.VariantContainerd, version: "2.2.9", shims: []string{"qemu", "fc"},
-		files: map[string]string{"/etc/containerd/config.toml": "configs/containerd-1.6-custom.toml"}}
+		files: map[string]string{"/etc/containerd/config.toml": configs + "containerd-1.6-custom.toml"}}
 	host := makeHost(t, hc)
 	before := hosttest.Snapshot(t, host)
 	_, err := newEngine(t, host, hc).PlanInstall(context.Background(), specFor(t, hc))
@@ -202,7 +206,7 @@ func TestBadConfigs(t *testing.T) {
 	for _, c := range cases {
 		t.Run(c.file+"-"+c.version, func(t *testing.T) {
 			hc := hostCase{variant: runtime.VariantContainerd, version: c.version, mode: c.mode,
-				files: map[string]string{"/etc/containerd/config.toml": "bad/" + c.file}}
+				files: map[string]string{"/etc/containerd/config.toml": "testdata/bad/" + c.file}}
 			host := makeHost(t, hc)
 			before := hosttest.Snapshot(t, host)
 			e := newEngine(t, host, hc)

@@ -20,7 +20,7 @@ import (
 // journal), on both edit strategies; and that a config it refuses leaves
 // the host untouched.
 func FuzzInstallRevert(f *testing.F) {
-	for _, dir := range []string{"testdata/configs", "testdata/bad"} {
+	for _, dir := range []string{configs, "testdata/bad"} {
 		entries, err := os.ReadDir(dir)
 		if err != nil {
 			f.Fatal(err)

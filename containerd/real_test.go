@@ -104,7 +104,7 @@ func TestUntrustedWithRealContainerd(t *testing.T) {
 	ctx, cancel := context.WithTimeout(context.Background(), time.Minute)
 	defer cancel()
 	c := hostCase{variant: runtime.VariantContainerd, version: "1.6.20", mode: runtime.ModeUntrusted,
-		files: map[string]string{"/etc/containerd/config.toml": "configs/containerd-1.6-custom.toml"}}
+		files: map[string]string{"/etc/containerd/config.toml": configs + "containerd-1.6-custom.toml"}}
 	host := makeHost(t, c)
 	e := newEngine(t, host, c)
 	spec := specFor(t, c)

@@ -36,7 +36,7 @@ func shimHost(t *testing.T, dirs ...string) (string, hostCase) {
 	t.Helper()
 	c := hostCase{variant: runtime.VariantContainerd, version: "1.6.20"}
 	files := map[string][]byte{}
-	data, err := os.ReadFile("testdata/configs/containerd-1.6-default.toml")
+	data, err := os.ReadFile(configs + "containerd-1.6-default.toml")
 	assert.NilError(t, err)
 	files["/etc/containerd/config.toml"] = data
 	return hosttest.Write(t, dirs, files), c

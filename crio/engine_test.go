@@ -15,18 +15,22 @@ import (
 	"github.com/kata-deploy/kata-deploy/runtime"
 )
 
+// configs holds the real-world CRI-O configs other packages' tests read
+// too; testdata/README.md says where each comes from.
+const configs = "../testdata/crio/"
+
 type hostCase struct {
 	name  string
-	files map[string]string // host path -> testdata file
+	files map[string]string // host path -> file, relative to this directory
 	dirs  []string
 }
 
 func cases() []hostCase {
 	return []hostCase{
-		{name: "crio-1.34-default", files: map[string]string{"/etc/crio/crio.conf": "configs/crio-1.34-default.conf"}},
+		{name: "crio-1.34-default", files: map[string]string{"/etc/crio/crio.conf": configs + "crio-1.34-default.conf"}},
 		{name: "crio-1.34-conf-d", files: map[string]string{
-			"/etc/crio/crio.conf":                "configs/crio-1.34-default.conf",
-			"/etc/crio/crio.conf.d/10-crun.conf": "configs/10-crun.conf",
+			"/etc/crio/crio.conf":                configs + "crio-1.34-default.conf",
+			"/etc/crio/crio.conf.d/10-crun.conf": configs + "10-crun.conf",
 		}},
 		{name: "crio-no-config", dirs: []string{"/etc"}},
 	}
@@ -36,7 +40,7 @@ func makeHost(t *testing.T, files map[string]string, dirs []string) string {
 	t.Helper()
 	data := map[string][]byte{}
 	for p, src := range files {
-		b, err := os.ReadFile(filepath.Join("testdata", src))
+		b, err := os.ReadFile(filepath.FromSlash(src))
 		assert.NilError(t, err)
 		data[p] = b
 	}
@@ -93,9 +97,9 @@ func TestRefusals(t *testing.T) {
 		line       int
 		key, msg   string
 	}{
-		{name: "untrusted", file: "configs/crio-1.34-default.conf", mode: runtime.ModeUntrusted, msg: "removed in CRI-O 1.14"},
-		{name: "handler taken", file: "bad/kata-defined.conf", key: "crio.runtime.runtimes.kata-qemu", msg: "already defined"},
-		{name: "malformed", file: "bad/malformed.conf", line: 2, msg: "expected"},
+		{name: "untrusted", file: configs + "crio-1.34-default.conf", mode: runtime.ModeUntrusted, msg: "removed in CRI-O 1.14"},
+		{name: "handler taken", file: "testdata/bad/kata-defined.conf", key: "crio.runtime.runtimes.kata-qemu", msg: "already defined"},
+		{name: "malformed", file: "testdata/bad/malformed.conf", line: 2, msg: "expected"},
 	} {
 		t.Run(c.name, func(t *testing.T) {
 			host := makeHost(t, map[string]string{"/etc/crio/crio.conf": c.file}, nil)

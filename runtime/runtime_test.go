@@ -134,7 +134,7 @@ func TestHandlersGolden(t *testing.T) {
 		fmt.Fprintf(&b, "%s\n  shim=%s type=%s\n  path=%s\n  config=%s\n  annotations=%v privileged_without_host_devices=%t snapshotter=%q\n",
 			h.Name, h.Shim, h.RuntimeType, h.ShimPath, h.ConfigPath, h.PodAnnotations, h.PrivilegedWithoutHostDevices, h.Snapshotter)
 	}
-	golden.Assert(t, b.String(), "handlers.all.golden")
+	golden.Assert(t, b.String(), "all.handlers.golden")
 
 	hs, err = Handlers([]string{"clh"}, WithPrefix("/usr/local"), WithSuffix("canary"))
 	assert.NilError(t, err)
@@ -170,7 +170,7 @@ func TestPlanDiff(t *testing.T) {
 		{Op: RemoveSymlink, Path: "/usr/local/bin/containerd-shim-kata-v2", Target: "/opt/kata/bin/containerd-shim-kata-v2"},
 		{Op: RemoveDir, Path: "/usr/local/bin"},
 	}, Notes: []string{"something to know"}}
-	golden.Assert(t, p.Diff(), "plan.diff.golden")
+	golden.Assert(t, p.Diff(), "diff.plan.golden")
 	assert.Check(t, !p.Empty())
 	assert.Check(t, (&Plan{}).Empty())
 	assert.Check(t, is.DeepEqual(p.Paths(), []string{"/etc/crio/crio.conf.d", "/etc/crio/crio.conf.d/99-kata-deploy.conf", "/etc/containerd/config.toml", "/etc/old.toml",

@@ -445,7 +445,7 @@ func TestGolden(t *testing.T) {
 			for _, h := range r.Hooks {
 				fmt.Fprintf(&b, "---\n# Hook: %s, weight %d\n%s\n", h.Path, h.Weight, strings.TrimSpace(h.Manifest))
 			}
-			golden.Assert(t, b.String(), "render."+tc.name+".golden")
+			golden.Assert(t, b.String(), tc.name+".render.golden")
 		})
 	}
 }

@@ -92,10 +92,10 @@ func TestRecordDrivesUninstall(t *testing.T) {
 	assert.Check(t, st.Installed)
 	var text bytes.Buffer
 	assert.NilError(t, st.Write(&text, "text"))
-	golden.Assert(t, normalise(text.String()), "status.prefix.text.golden")
+	golden.Assert(t, normalise(text.String()), "prefix.status-text.golden")
 	var js bytes.Buffer
 	assert.NilError(t, st.Write(&js, "json"))
-	golden.Assert(t, normalise(js.String()), "status.prefix.json.golden")
+	golden.Assert(t, normalise(js.String()), "prefix.status-json.golden")
 
 	// Installing the same install elsewhere would strand this one.
 	_, err = filesOnly(h, pl, "qemu", "fc").Install(ctx)
