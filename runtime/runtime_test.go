@@ -170,7 +170,7 @@ func TestPlanDiff(t *testing.T) {
 		{Op: RemoveSymlink, Path: "/usr/local/bin/containerd-shim-kata-v2", Target: "/opt/kata/bin/containerd-shim-kata-v2"},
 		{Op: RemoveDir, Path: "/usr/local/bin"},
 	}, Notes: []string{"something to know"}}
-	golden.Assert(t, p.Diff(), "diff.plan.golden")
+	golden.Assert(t, p.Diff(), "every-op.diff.golden")
 	assert.Check(t, !p.Empty())
 	assert.Check(t, (&Plan{}).Empty())
 	assert.Check(t, is.DeepEqual(p.Paths(), []string{"/etc/crio/crio.conf.d", "/etc/crio/crio.conf.d/99-kata-deploy.conf", "/etc/containerd/config.toml", "/etc/old.toml",
