@@ -36,7 +36,8 @@ func TestDependencyLayers(t *testing.T) {
 }
 
 // layerOf places a package of the module in the tree's layers, lowest
-// first: runtime's vocabulary, the internal helpers, the public packages,
+// first: runtime's vocabulary (its cri package, which speaks gRPC, sits
+// with the public packages), the internal helpers, the public packages,
 // the commands' composition (cmd/internal), the commands, and what sits
 // beside the product (manifests, hack tools, e2e). Test infrastructure is
 // its own layer, which only tests may import. A package the table does not
@@ -44,6 +45,8 @@ func TestDependencyLayers(t *testing.T) {
 func layerOf(rel string) (rank int, testInfra, ok bool) {
 	under := func(p string) bool { return rel == p || strings.HasPrefix(rel, p+"/") }
 	switch {
+	case under("runtime/cri"):
+		return 2, false, true // a public package over internal/cri
 	case under("runtime"):
 		return 0, false, true
 	case under("internal/testing"):

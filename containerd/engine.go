@@ -5,7 +5,6 @@ import (
 	"context"
 	"errors"
 	"fmt"
-	"github.com/kata-deploy/kata-deploy/internal/tomltext"
 	"io"
 	"io/fs"
 	"log/slog"
@@ -16,6 +15,7 @@ import (
 
 	"github.com/kata-deploy/kata-deploy/internal/hostfs"
 	"github.com/kata-deploy/kata-deploy/internal/journal"
+	"github.com/kata-deploy/kata-deploy/internal/tomltext"
 	"github.com/kata-deploy/kata-deploy/runtime"
 )
 

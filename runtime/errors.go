@@ -67,3 +67,16 @@ func (e *ForeignPlanError) Error() string {
 	}
 	return fmt.Sprintf("the plan was made by %s, not by %s: apply a plan with the engine that made it", made, e.Applier)
 }
+
+// NotServingError says the container runtime answers on its CRI socket
+// but does not serve some handlers: its config does not name them, or it
+// ignored them (CRI-O ignores a handler whose shim is missing; the
+// runtime's log says why). Both config engines' Verify return it.
+type NotServingError struct {
+	Socket  string   // host path of the CRI socket asked
+	Missing []string // the handlers it does not serve
+}
+
+func (e *NotServingError) Error() string {
+	return fmt.Sprintf("the runtime on %s does not serve handlers %s (its log says why; CRI-O ignores a handler whose shim is missing)", e.Socket, strings.Join(e.Missing, ", "))
+}

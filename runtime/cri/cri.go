@@ -1,0 +1,61 @@
+package cri
+
+import (
+	"context"
+	"time"
+
+	"github.com/kata-deploy/kata-deploy/internal/cri"
+	"github.com/kata-deploy/kata-deploy/internal/hostfs"
+	"github.com/kata-deploy/kata-deploy/runtime"
+)
+
+// DefaultTimeout bounds Verify when ctx has no deadline: a runtime
+// restarted on its new config serves its handlers within seconds.
+const DefaultTimeout = 2 * time.Minute
+
+// Verify waits until the container runtime of variant v on the host whose
+// root directory is hostRoot serves every handler of spec, asking its CRI
+// socket (v.CRISocket(), resolved under hostRoot) twice a second, until
+// ctx ends (or DefaultTimeout passes, when ctx has no deadline). It then
+// returns a *runtime.NotServingError naming the handlers still missing, or
+// why the runtime does not answer.
+func Verify(ctx context.Context, hostRoot string, v runtime.Variant, spec runtime.Spec) error {
+	if _, ok := ctx.Deadline(); !ok {
+		var cancel context.CancelFunc
+		ctx, cancel = context.WithTimeout(ctx, DefaultTimeout)
+		defer cancel()
+	}
+	c, err := dial(hostRoot, v)
+	if err != nil {
+		return err
+	}
+	defer c.Close()
+	want := make([]string, 0, len(spec.Handlers))
+	for _, h := range spec.Handlers {
+		want = append(want, h.Name)
+	}
+	return cri.WaitServing(ctx, c, v.CRISocket(), want, 500*time.Millisecond)
+}
+
+// Handlers returns the runtime handlers the container runtime of variant v
+// serves now, sorted, without the unnamed default.
+func Handlers(ctx context.Context, hostRoot string, v runtime.Variant) ([]string, error) {
+	c, err := dial(hostRoot, v)
+	if err != nil {
+		return nil, err
+	}
+	defer c.Close()
+	return c.Handlers(ctx)
+}
+
+func dial(hostRoot string, v runtime.Variant) (*cri.Client, error) {
+	root, err := hostfs.New(hostRoot)
+	if err != nil {
+		return nil, err
+	}
+	socket, err := root.Resolve(v.CRISocket())
+	if err != nil {
+		return nil, err
+	}
+	return cri.Dial(root.HostPath(socket))
+}
