@@ -73,15 +73,6 @@ func (c *Client) Handlers(ctx context.Context) ([]string, error) {
 	return names, nil
 }
 
-// Missing returns the handlers of want the runtime does not serve.
-func (c *Client) Missing(ctx context.Context, want []string) ([]string, error) {
-	have, err := c.Handlers(ctx)
-	if err != nil {
-		return nil, err
-	}
-	return MissingFrom(have, want), nil
-}
-
 // MissingFrom returns the handlers of want that have lacks.
 func MissingFrom(have, want []string) []string {
 	var missing []string

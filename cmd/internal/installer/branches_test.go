@@ -73,7 +73,7 @@ func TestInstallBranches(t *testing.T) {
 	rollback := []string{"systemd Restart containerd.service", "systemd Close", "cri Handlers", "cri Close"}
 	// A restart and a verification: the systemd connection stays open
 	// while the runtime is asked.
-	verified := []string{"systemd RestartIfNeeded containerd.service", "cri Missing kata,kata-qemu", "cri Close", "systemd Close"}
+	verified := []string{"systemd RestartIfNeeded containerd.service", "cri Handlers", "cri Close", "systemd Close"}
 	cat := func(parts ...[]string) []string {
 		var out []string
 		for _, p := range parts {
@@ -152,7 +152,7 @@ func TestInstallBranches(t *testing.T) {
 			restart:  true,
 			cri:      fakeCRI{handlers: serving("runc", "kata")},
 			timesOut: true,
-			wantErr:  []string{"the runtime does not serve handlers [kata-qemu] after the restart"},
+			wantErr:  []string{"the runtime on /run/containerd/containerd.sock does not serve handlers kata-qemu"},
 			wantCalls: cat(installed, verified,
 				rollback, []string{"event KataInstallFailed"}),
 		},
@@ -213,7 +213,7 @@ func TestInstallBranches(t *testing.T) {
 			name:       "--restart=false on a runtime restarted meanwhile: verified, labelled true",
 			cri:        fakeCRI{handlers: serving("runc", "kata", "kata-qemu")},
 			wantState:  nodelabel.KataInstalled,
-			wantCalls:  cat(installed, []string{"cri Handlers", "cri Close", "cri Missing kata,kata-qemu", "cri Close", "label " + kataLabel + "=true", "event KataInstallSucceeded"}),
+			wantCalls:  cat(installed, []string{"cri Handlers", "cri Close", "cri Handlers", "cri Close", "label " + kataLabel + "=true", "event KataInstallSucceeded"}),
 			wantRecord: noderecord.Installed,
 			wantLabel:  "true",
 		},
@@ -360,14 +360,14 @@ func TestUninstallBranches(t *testing.T) {
 			name:     "uninstalled: restart, payload gone, record kept for the cleanup",
 			withNode: true,
 			cri:      served,
-			wantCalls: []string{"event KataUninstallStarted", "cri Missing kata,kata-qemu", "cri Close",
+			wantCalls: []string{"event KataUninstallStarted", "cri Handlers", "cri Close",
 				"systemd Restart containerd.service", "systemd Close", "event KataUninstallSucceeded"},
 			wantRecord: noderecord.Uninstalled,
 		},
 		{
 			name:      "without an API server: nothing left, record included",
 			cri:       served,
-			wantCalls: []string{"cri Version", "cri Close", "cri Missing kata,kata-qemu", "cri Close", "systemd Restart containerd.service", "systemd Close"},
+			wantCalls: []string{"cri Version", "cri Close", "cri Handlers", "cri Close", "systemd Restart containerd.service", "systemd Close"},
 		},
 		{
 			name:     "restart fails: config back, payload and record kept",
@@ -375,7 +375,7 @@ func TestUninstallBranches(t *testing.T) {
 			cri:      served,
 			sd:       crash,
 			wantErr:  errJob.Error(),
-			wantCalls: []string{"event KataUninstallStarted", "cri Missing kata,kata-qemu", "cri Close",
+			wantCalls: []string{"event KataUninstallStarted", "cri Handlers", "cri Close",
 				"systemd Restart containerd.service", "systemd Close", "event KataUninstallFailed"},
 			wantPayload: true,
 			wantRecord:  noderecord.Uninstalling,
@@ -384,7 +384,7 @@ func TestUninstallBranches(t *testing.T) {
 			name: "the runtime does not answer: the version comes from the record, and it is restarted",
 			cri: fakeCRI{version: func() (string, error) { return "", errors.New("connection refused") },
 				handlers: notAnswering},
-			wantCalls: []string{"cri Version", "cri Close", "cri Missing kata,kata-qemu", "cri Close", "systemd Restart containerd.service", "systemd Close"},
+			wantCalls: []string{"cri Version", "cri Close", "cri Handlers", "cri Close", "systemd Restart containerd.service", "systemd Close"},
 		},
 		{
 			name:       "--restart=false: no systemd, the runtime is not asked",
@@ -398,12 +398,12 @@ func TestUninstallBranches(t *testing.T) {
 			name:      "repeated after a crash before the restart: restarts",
 			crashed:   true,
 			cri:       served,
-			wantCalls: []string{"cri Version", "cri Close", "cri Missing kata,kata-qemu", "cri Close", "systemd Restart containerd.service", "systemd Close"},
+			wantCalls: []string{"cri Version", "cri Close", "cri Handlers", "cri Close", "systemd Restart containerd.service", "systemd Close"},
 		},
 		{
 			name:      "repeated after a crash after the restart: does not restart again",
 			crashed:   true,
-			wantCalls: []string{"cri Version", "cri Close", "cri Missing kata,kata-qemu", "cri Close"},
+			wantCalls: []string{"cri Version", "cri Close", "cri Handlers", "cri Close"},
 		},
 	} {
 		t.Run(tc.name, func(t *testing.T) {

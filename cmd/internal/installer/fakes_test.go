@@ -19,7 +19,6 @@ import (
 	"k8s.io/client-go/kubernetes/fake"
 	k8stesting "k8s.io/client-go/testing"
 
-	"github.com/kata-deploy/kata-deploy/internal/cri"
 	"github.com/kata-deploy/kata-deploy/internal/hostfs"
 	"github.com/kata-deploy/kata-deploy/nodelabel"
 	"github.com/kata-deploy/kata-deploy/nodelabel/clientset"
@@ -128,15 +127,6 @@ func (f *fakeCRI) served() ([]string, error) {
 func (f *fakeCRI) Handlers(context.Context) ([]string, error) {
 	f.log.add("cri Handlers")
 	return f.served()
-}
-
-func (f *fakeCRI) Missing(_ context.Context, want []string) ([]string, error) {
-	f.log.add("cri Missing %s", strings.Join(want, ","))
-	have, err := f.served()
-	if err != nil {
-		return nil, err
-	}
-	return cri.MissingFrom(have, want), nil
 }
 
 func (f *fakeCRI) Close() error {

@@ -96,7 +96,6 @@ type systemdClient interface {
 type criClient interface {
 	Version(ctx context.Context) (string, error)
 	Handlers(ctx context.Context) ([]string, error)
-	Missing(ctx context.Context, want []string) ([]string, error)
 	Close() error
 }
 
@@ -369,17 +368,12 @@ func (c *Config) verify(ctx context.Context, t *target) error {
 	ctx, cancel := context.WithTimeout(ctx, c.VerifyTimeout)
 	defer cancel()
 	want := t.handlerNames()
-	err := c.untilCRI(ctx, t, 500*time.Millisecond, func(ctx context.Context, client criClient) error {
-		missing, err := client.Missing(ctx, want)
-		if err != nil {
-			return fmt.Errorf("the runtime does not answer on %s: %w", t.variant.CRISocket(), err)
-		}
-		if len(missing) > 0 {
-			return fmt.Errorf("the runtime does not serve handlers %v after the restart (its log says why; CRI-O ignores a handler whose shim is missing)", missing)
-		}
-		return nil
-	})
+	client, err := c.openCRI(t.root, t.variant)
 	if err != nil {
+		return err
+	}
+	defer client.Close()
+	if err := cri.WaitServing(ctx, client, t.variant.CRISocket(), want, 500*time.Millisecond); err != nil {
 		return err
 	}
 	c.log().Info("the runtime serves the Kata handlers", "handlers", want)

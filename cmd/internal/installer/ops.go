@@ -10,6 +10,7 @@ import (
 	"time"
 
 	"github.com/kata-deploy/kata-deploy/artifacts"
+	"github.com/kata-deploy/kata-deploy/internal/cri"
 	"github.com/kata-deploy/kata-deploy/internal/hostfs"
 	"github.com/kata-deploy/kata-deploy/internal/noderecord"
 	"github.com/kata-deploy/kata-deploy/nodelabel"
@@ -386,8 +387,8 @@ func (c *Config) servesAny(ctx context.Context, t *target) bool {
 	defer client.Close()
 	ctx, cancel := context.WithTimeout(ctx, 5*time.Second)
 	defer cancel()
-	missing, err := client.Missing(ctx, t.handlerNames())
-	return err != nil || len(missing) < len(t.handlerNames())
+	served, err := client.Handlers(ctx)
+	return err != nil || len(cri.MissingFrom(served, t.handlerNames())) < len(t.handlerNames())
 }
 
 // Plan writes what Install would change, without changing anything.
