@@ -4,23 +4,29 @@ import (
 	"context"
 	"errors"
 	"fmt"
-	"log"
+	"io/fs"
+	"maps"
 	"os"
 	"path/filepath"
 	"strings"
 	"testing"
+	"time"
 
 	"gotest.tools/v3/assert"
 
 	"github.com/kata-deploy/kata-deploy/artifacts"
 	"github.com/kata-deploy/kata-deploy/containerd"
+	"github.com/kata-deploy/kata-deploy/crio"
 	kataruntime "github.com/kata-deploy/kata-deploy/runtime"
+	"github.com/kata-deploy/kata-deploy/runtime/cri"
+	"github.com/kata-deploy/kata-deploy/systemd"
 )
 
-// install is what another installer writes with the public packages, as
-// README.md shows it (TestReadmeSnippet keeps the two the same).
-func install(ctx context.Context, host, payload, reported string) error {
-	rt, err := kataruntime.ParseRuntime(reported) // from the Node: containerd://2.2.9
+// install is another installer's whole install, with its rollback, written
+// with the public packages only, as README.md shows it (TestReadmeSnippet
+// keeps the two the same). reported is the runtime the Node reports.
+func install(ctx context.Context, host, payload, reported string, shims []string) error {
+	rt, err := kataruntime.ParseRuntime(reported) // containerd://2.2.9 or cri-o://1.34.0
 	if err != nil {
 		return err
 	}
@@ -28,52 +34,115 @@ func install(ctx context.Context, host, payload, reported string) error {
 	if err != nil {
 		return err
 	}
-	variant, _, err := kataruntime.DetectVariant(hostFS, rt.Kind) // containerd, k3s, ...; CRI-O: crio.New
+	variant, _, err := kataruntime.DetectVariant(hostFS, rt.Kind) // containerd, k3s, crio, ...
 	if err != nil {
 		return err
 	}
-	// The prefix goes to artifacts only; the handlers take the payload's paths.
-	opts := []artifacts.Option{artifacts.WithPrefix("/opt")}
-	preview, err := artifacts.Plan(ctx, host, payload, opts...) // writes nothing
+	inst := kataruntime.Installation{Prefix: "/opt"} // where Kata goes, what it is called
+	handlers, err := inst.Handlers(shims)            // kata, kata-qemu, ...
 	if err != nil {
 		return err
 	}
-	handlers, err := preview.Handlers([]string{"qemu", "clh"}) // kata, kata-qemu, kata-clh
+	spec := kataruntime.Spec{Handlers: handlers, Mode: kataruntime.ModeRuntimeClass}
+	var engine interface {
+		kataruntime.ConfigEngine
+		ConfigWritten() (time.Time, error)
+	}
+	if variant.Kind() == kataruntime.CRIO {
+		engine, err = crio.New(host, rt.Version, crio.WithName(inst.EngineName()))
+	} else {
+		engine, err = containerd.New(host, variant, rt.Version, containerd.WithName(inst.EngineName()))
+	}
 	if err != nil {
 		return err
 	}
-	engine, err := containerd.New(host, variant, rt.Version) // a second install: containerd.WithName
+	plan, err := engine.PlanInstall(ctx, spec) // writes nothing: a config it cannot edit stops here
 	if err != nil {
 		return err
-	}
-	plan, err := engine.PlanInstall(ctx, kataruntime.Spec{Handlers: handlers, Mode: kataruntime.ModeRuntimeClass})
-	if err != nil {
-		return err // refused before anything was written
 	}
 	fmt.Println(plan.Paths()) // or review plan.Diff()
-	if _, err := artifacts.Install(ctx, host, payload, opts...); err != nil {
+	// The payload refuses handlers it would not run before it writes.
+	opts := []artifacts.Option{artifacts.WithInstallation(inst), artifacts.WithHandlers(handlers)}
+	rep, err := artifacts.Install(ctx, host, payload, opts...)
+	if err != nil {
 		return err
 	}
-	if err := engine.Apply(ctx, plan); err != nil {
-		_, undo := artifacts.Uninstall(ctx, host, opts...) // if no payload was there before
-		return errors.Join(err, undo)
+	var sd *systemd.Client
+	undo := func(cause error) error { // config back, runtime restarted on it, payload gone if ours
+		ctx, errs := context.WithoutCancel(ctx), []error{cause}
+		if back, err := engine.PlanUninstall(ctx); err != nil {
+			errs = append(errs, err)
+		} else if err := engine.Apply(ctx, back); err != nil {
+			errs = append(errs, err)
+		} else if sd != nil {
+			_, err := sd.Restart(ctx, variant.RuntimeUnit())
+			errs = append(errs, err)
+		}
+		if !rep.Previous {
+			_, err := artifacts.Uninstall(ctx, host, opts...)
+			errs = append(errs, err)
+		}
+		return errors.Join(errs...)
 	}
-	// Next: restart containerd if needed (systemd.Client.RestartIfNeeded with
-	// engine.ConfigWritten()); later, engine.PlanUninstall and Apply undo it.
+	if err := engine.Apply(ctx, plan); err != nil {
+		return undo(err)
+	}
+	written, err := engine.ConfigWritten()
+	if err != nil {
+		return undo(err)
+	}
+	if sd, err = systemd.Dial(ctx, host); err != nil {
+		return undo(err)
+	}
+	defer sd.Close()
+	// Restart only if the runtime has not started since its config changed.
+	if _, _, err := sd.RestartIfNeeded(ctx, variant.RuntimeUnit(), written); err != nil {
+		return undo(err)
+	}
+	if err := cri.Verify(ctx, host, variant, spec); err != nil { // the runtime itself serves them all
+		return undo(err)
+	}
 	return nil
 }
 
-// Another installer's install, from the Node's reported runtime to the
-// applied config, on a host root with containerd 2.2 and a Kata payload.
+// Another installer's install on a host root with containerd 2.2 and a
+// Kata payload, but no systemd to restart containerd: the install stops
+// there and rolls back, and the host is as it was. (On a real node it
+// restarts containerd and verifies; TestAnotherInstallerOnRealNodes.)
 func Example_anotherInstaller() {
 	host, payload := exampleHost()
 	defer os.RemoveAll(host)
 	defer os.RemoveAll(payload)
-	if err := install(context.Background(), host, payload, "containerd://2.2.9"); err != nil {
-		log.Fatal(err)
-	}
+	before := snapshot(host)
+	err := install(context.Background(), host, payload, "containerd://2.2.9", []string{"qemu", "clh"})
+	fmt.Println("no systemd, rolled back:", strings.Contains(fmt.Sprint(err), "systemd: connect to"))
+	fmt.Println("host as it was:", maps.Equal(before, snapshot(host)))
 	// Output:
 	// [/etc/containerd/kata-deploy.toml /etc/containerd/config.toml]
+	// no systemd, rolled back: true
+	// host as it was: true
+}
+
+// snapshot maps every path under root to its type, mode and content.
+func snapshot(root string) map[string]string {
+	out := map[string]string{}
+	_ = filepath.WalkDir(root, func(p string, d fs.DirEntry, err error) error {
+		if err != nil {
+			return err
+		}
+		fi, err := d.Info()
+		if err != nil {
+			return err
+		}
+		content := ""
+		if d.Type().IsRegular() {
+			b, _ := os.ReadFile(p)
+			content = string(b)
+		}
+		out[p] = fi.Mode().String() + " " + content
+		return nil
+	})
+	return out
 }
 
 // exampleHost makes a host root running containerd 2.2 with a config of
