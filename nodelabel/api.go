@@ -23,6 +23,20 @@ import (
 // importing nodelabel does not link client-go's typed clients, whose
 // scheme registers every API group at start-up: that alone doubles an idle
 // labeler's resident memory (docs/nodelabel-performance.md).
+//
+// The watches ask WatchNodes for a watch-list when client-go's
+// WatchListClient feature is on, as it is by default: opts.SendInitialEvents
+// set, answered by the Node as an ADDED event and a bookmark annotated
+// k8s.io/initial-events-end. An API server serves that (or refuses it, and
+// the watches list instead). An implementation that would ignore it, such
+// as a fake, must say so with client-go's marker method,
+//
+//	IsWatchListSemanticsUnSupported() bool
+//
+// returning true; the watches then LIST and WATCH. Without it they wait for
+// a bookmark that never comes. clientset.API forwards the clientset's
+// answer, so client-go's fake clientset works as it is; a type that wraps an
+// API must forward the method itself, as embedding API does not.
 type API interface {
 	// ListNodes lists Nodes (the watches' initial list; always with a
 	// field selector naming one Node).

@@ -23,6 +23,10 @@
 // patches of metadata.labels that name only kata-deploy's labels, and are
 // sent only when a label differs, so a steady node sees no writes.
 //
+// An API other than NewAPI's that cannot stream a watch-list (see API) must
+// say so, or the watches wait for it; clientset.API does this for
+// client-go's fake clientset, which tests can use as it is.
+//
 // LabelerRules, InstallerRules and CleanupRules return the RBAC rules the
 // calls need, tested against a real API server.
 package nodelabel

@@ -48,7 +48,15 @@ func Example() {
 	n, _ := cs.CoreV1().Nodes().Get(ctx, "worker-1", metav1.GetOptions{})
 	fmt.Println(c.KataLabel(), "=", n.Labels[c.KataLabel()])
 
-	// Then, until SIGTERM: c.KeepKataState(ctx, nodelabel.KataInstalled).
+	// Keep the mark, which a kubelet re-registration (k3s, rke2) wipes,
+	// until SIGTERM. A real main passes signal.NotifyContext's context;
+	// here a short timeout stands in for the signal.
+	term, stop := context.WithTimeout(ctx, 50*time.Millisecond)
+	defer stop()
+	if err := c.KeepKataState(term, nodelabel.KataInstalled); err != nil {
+		panic(err)
+	}
+
 	// Output: kata-containers.io/kata-runtime = true
 }
 

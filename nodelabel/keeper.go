@@ -29,7 +29,12 @@ type nodeWatch struct {
 
 func (c *Client) watchNode(ctx context.Context) *nodeWatch {
 	sel := fields.OneTermEqualSelector("metadata.name", c.node).String()
-	lw := &cache.ListWatch{
+	// The reflector streams the initial list as a watch (watch-list,
+	// client-go's WatchListClient gate, on by default) unless the
+	// ListerWatcher says it cannot; this one says what the API says (see
+	// API), so a fake that never sends the stream's closing bookmark gets
+	// the plain LIST instead of a wait without end.
+	lw := cache.ToListWatcherWithWatchListSemantics(&cache.ListWatch{
 		ListWithContextFunc: func(ctx context.Context, o metav1.ListOptions) (k8sruntime.Object, error) {
 			o.FieldSelector = sel
 			return c.api.ListNodes(ctx, o)
@@ -38,7 +43,7 @@ func (c *Client) watchNode(ctx context.Context) *nodeWatch {
 			o.FieldSelector = sel
 			return c.api.WatchNodes(ctx, o)
 		},
-	}
+	}, c.api)
 	w := &nodeWatch{kick: make(chan struct{}, 1), done: make(chan struct{})}
 	wake := func() {
 		select {

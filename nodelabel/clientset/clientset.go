@@ -13,6 +13,7 @@ import (
 	"k8s.io/apimachinery/pkg/watch"
 	appsv1client "k8s.io/client-go/kubernetes/typed/apps/v1"
 	corev1client "k8s.io/client-go/kubernetes/typed/core/v1"
+	"k8s.io/client-go/util/watchlist"
 
 	"github.com/kata-deploy/kata-deploy/nodelabel"
 )
@@ -30,6 +31,13 @@ func API(cs Interface) nodelabel.API { return adapter{cs} }
 type adapter struct{ cs Interface }
 
 var _ nodelabel.API = adapter{}
+
+// IsWatchListSemanticsUnSupported says what the clientset says: true for
+// client-go's fake, which cannot stream a watch-list, so that nodelabel's
+// watches list instead; false for a clientset that talks to an API server.
+func (a adapter) IsWatchListSemanticsUnSupported() bool {
+	return watchlist.DoesClientNotSupportWatchListSemantics(a.cs)
+}
 
 func (a adapter) ListNodes(ctx context.Context, opts metav1.ListOptions) (*corev1.NodeList, error) {
 	return a.cs.CoreV1().Nodes().List(ctx, opts)
