@@ -9,8 +9,11 @@
 // vmlinuz.container). A SHA256SUMS manifest at the payload's root, when
 // present, must list every file installed, with its digest.
 //
-// Install puts the tree at <host-root>/opt/kata (WithPrefix, WithSuffix move
-// it). It stages the whole new tree beside the destination, hard-linking
+// Install puts the tree at <host-root>/opt/kata, or where a
+// runtime.Installation says (WithInstallation; WithPrefix and WithSuffix
+// set one field each), the same value that names the handlers. Given the
+// handlers (WithHandlers), it refuses a payload that would not run them
+// before it writes anything. It stages the whole new tree beside the destination, hard-linking
 // the files that did not change, makes it durable with one syncfs(2), and
 // swaps it in with renameat2(RENAME_EXCHANGE): a process sees the old tree
 // or the new one, never a half-written file, and a running shim is never
@@ -35,8 +38,9 @@
 // WithKernelParams; and the paths a prefix or suffix moves) are written,
 // only when set, as drop-ins in a config.d of each shim's own directory,
 // share/defaults/kata-containers/runtimes/<shim>/, beside a symlink to the
-// shim's configuration. Report.Shims gives the configuration path to hand
-// the container runtime for each shim.
+// shim's configuration (runtime.Installation.ConfigPath). Report.Shims
+// gives the configuration path to hand the container runtime for each
+// shim, and Report.Handlers the handlers themselves.
 //
 // Uninstall removes exactly what the record lists and the directories it
 // created, keeps and reports files it does not own, and leaves no record.
