@@ -186,7 +186,7 @@ func TestInstallBranches(t *testing.T) {
 			timesOut: true,
 			wantErr: []string{
 				"the runtime does not answer on /run/containerd/containerd.sock: connection refused",
-				"rollback: the runtime does not answer on /run/containerd/containerd.sock after the restart: connection refused",
+				"rollback: after the restart: the runtime does not answer on /run/containerd/containerd.sock: connection refused",
 			},
 			wantCalls: cat(installed, verified,
 				rollback, []string{"event KataInstallFailed"}),

@@ -330,9 +330,10 @@ func (c *Config) systemdSocket(root *hostfs.Root) (string, error) {
 	return hostnode.SystemdSocket(root, c.SystemdSocket)
 }
 
-// untilCRI calls check with a client of the runtime's CRI socket until it
-// returns nil or VerifyTimeout passes, and then returns check's last error.
-func (c *Config) untilCRI(ctx context.Context, t *target, every time.Duration, check func(context.Context, criClient) error) error {
+// waitServing asks the runtime's CRI socket, every interval, until the
+// runtime serves every handler of want (with none, until it answers) or
+// VerifyTimeout passes (see cri.WaitServing).
+func (c *Config) waitServing(ctx context.Context, t *target, want []string, every time.Duration) error {
 	ctx, cancel := context.WithTimeout(ctx, c.VerifyTimeout)
 	defer cancel()
 	client, err := c.openCRI(t.root, t.variant)
@@ -340,17 +341,7 @@ func (c *Config) untilCRI(ctx context.Context, t *target, every time.Duration, c
 		return err
 	}
 	defer client.Close()
-	for {
-		err := check(ctx, client)
-		if err == nil {
-			return nil
-		}
-		select {
-		case <-ctx.Done():
-			return err
-		case <-time.After(every):
-		}
-	}
+	return cri.WaitServing(ctx, client, t.variant.CRISocket(), want, every)
 }
 
 // handlerNames lists the names the runtime must serve after install.
@@ -368,12 +359,7 @@ func (c *Config) verify(ctx context.Context, t *target) error {
 	ctx, cancel := context.WithTimeout(ctx, c.VerifyTimeout)
 	defer cancel()
 	want := t.handlerNames()
-	client, err := c.openCRI(t.root, t.variant)
-	if err != nil {
-		return err
-	}
-	defer client.Close()
-	if err := cri.WaitServing(ctx, client, t.variant.CRISocket(), want, 500*time.Millisecond); err != nil {
+	if err := c.waitServing(ctx, t, want, 500*time.Millisecond); err != nil {
 		return err
 	}
 	c.log().Info("the runtime serves the Kata handlers", "handlers", want)

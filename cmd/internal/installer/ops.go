@@ -269,12 +269,10 @@ func (c *Config) reinstate(ctx context.Context, root *hostfs.Root, prev *noderec
 // succeeded only says the unit is active, and a runtime can be active with
 // its CRI plugin failed (containerd 1.x).
 func (c *Config) answers(ctx context.Context, t *target) error {
-	return c.untilCRI(ctx, t, 250*time.Millisecond, func(ctx context.Context, client criClient) error {
-		if _, err := client.Handlers(ctx); err != nil {
-			return fmt.Errorf("the runtime does not answer on %s after the restart: %w", t.variant.CRISocket(), err)
-		}
-		return nil
-	})
+	if err := c.waitServing(ctx, t, nil, 250*time.Millisecond); err != nil {
+		return fmt.Errorf("after the restart: %w", err)
+	}
+	return nil
 }
 
 func (c *Config) undoPayload(ctx context.Context, hadPayload bool) {
