@@ -179,20 +179,11 @@ func (t *target) finishUninstall(rec *record, rep *Report, parents bool) (*Repor
 // removeRecordedParents removes the parent directories kata-deploy
 // created, innermost first, while they are empty.
 func (t *target) removeRecordedParents(rec *record, rep *Report) error {
-	for i := len(rec.Parents) - 1; i >= 0; i-- {
-		p := rec.Parents[i]
-		err := t.root.Remove(p)
-		if err == nil {
-			rep.Removed = append(rep.Removed, p+"/")
-			continue
-		}
-		// EBUSY: a mount point, such as a hostPath volume the kubelet made.
-		if errors.Is(err, unix.ENOTEMPTY) || errors.Is(err, unix.EEXIST) || errors.Is(err, unix.EBUSY) {
-			break
-		}
-		return err
+	removed, err := t.root.RemoveEmptyDirs(rec.Parents)
+	for _, p := range removed {
+		rep.Removed = append(rep.Removed, p+"/")
 	}
-	return nil
+	return err
 }
 
 // emptyAfter tells, in a plan, whether dir holds only recorded entries.

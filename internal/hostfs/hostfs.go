@@ -430,3 +430,34 @@ func (f rootFS) Stat(name string) (fs.FileInfo, error) {
 	}
 	return f.r.Stat("/" + name)
 }
+
+// RemoveEmptyDirs removes dirs, given outermost first, innermost first
+// while each is empty, and returns those it removed (one already gone
+// counts). It stops, without an error, at the first that holds something,
+// cannot be read, or cannot be removed because it is not ours to remove: a
+// mount point (EBUSY: a hostPath volume's directory) or on a read-only
+// mount (EROFS). It reads each directory before removing it: rmdir(2)
+// reports EROFS before ENOTEMPTY, so a directory that is merely not empty
+// would otherwise look like an error.
+func (r *Root) RemoveEmptyDirs(dirs []string) ([]string, error) {
+	var removed []string
+	for i := len(dirs) - 1; i >= 0; i-- {
+		entries, err := r.ReadDir(dirs[i])
+		if errors.Is(err, fs.ErrNotExist) {
+			removed = append(removed, dirs[i])
+			continue
+		}
+		if err != nil || len(entries) > 0 {
+			return removed, nil
+		}
+		switch err := r.Remove(dirs[i]); {
+		case err == nil:
+			removed = append(removed, dirs[i])
+		case errors.Is(err, unix.EBUSY), errors.Is(err, unix.EROFS), errors.Is(err, unix.ENOTEMPTY), errors.Is(err, unix.EEXIST):
+			return removed, nil
+		default:
+			return removed, err
+		}
+	}
+	return removed, nil
+}

@@ -7,6 +7,8 @@ import (
 	"testing"
 	"time"
 
+	"golang.org/x/sys/unix"
+
 	"gotest.tools/v3/assert"
 	is "gotest.tools/v3/assert/cmp"
 )
@@ -157,4 +159,46 @@ func TestStaleTempsOfAKilledWriterAreSwept(t *testing.T) {
 
 	_, err = os.Stat(other)
 	assert.NilError(t, err, "another file's temporary was removed")
+}
+
+// Directories go innermost first while empty; the first that holds
+// something stops the removal, and it and its parents stay.
+func TestRemoveEmptyDirs(t *testing.T) {
+	r, dir := newRoot(t)
+	assert.NilError(t, os.MkdirAll(filepath.Join(dir, "var/lib/x/y"), 0o755))
+	assert.NilError(t, os.WriteFile(filepath.Join(dir, "var/keep"), nil, 0o644))
+
+	removed, err := r.RemoveEmptyDirs([]string{"/var", "/var/lib", "/var/lib/x", "/var/lib/x/y"})
+	assert.NilError(t, err)
+	assert.Check(t, is.DeepEqual(removed, []string{"/var/lib/x/y", "/var/lib/x", "/var/lib"}))
+	_, err = os.Stat(filepath.Join(dir, "var/keep"))
+	assert.NilError(t, err)
+}
+
+// In the installer's pod the host's /var/lib is read-only and the state
+// directory a hostPath mount in it: rmdir(2) says EROFS there before it
+// says ENOTEMPTY or EBUSY. Neither a full nor an empty directory on a
+// read-only mount is an error; both stay. (Reverted once for this: every
+// uninstall on the real cluster left /opt/kata and the record behind.)
+func TestRemoveEmptyDirsOnReadOnlyMount(t *testing.T) {
+	if os.Getuid() != 0 {
+		t.Skip("needs root to bind-mount a directory read-only")
+	}
+	r, dir := newRoot(t)
+	lib := filepath.Join(dir, "var/lib")
+	assert.NilError(t, os.MkdirAll(filepath.Join(lib, "full"), 0o755))
+	assert.NilError(t, os.MkdirAll(filepath.Join(lib, "empty"), 0o755))
+	assert.NilError(t, os.WriteFile(filepath.Join(lib, "full/install.json"), nil, 0o600))
+	assert.NilError(t, unix.Mount(lib, lib, "", unix.MS_BIND, ""))
+	t.Cleanup(func() { _ = unix.Unmount(lib, unix.MNT_DETACH) })
+	assert.NilError(t, unix.Mount("", lib, "", unix.MS_REMOUNT|unix.MS_BIND|unix.MS_RDONLY, ""))
+	assert.Check(t, is.ErrorIs(unix.Rmdir(filepath.Join(lib, "full")), unix.EROFS), "this kernel says something else first")
+
+	for _, d := range []string{"/var/lib/full", "/var/lib/empty"} {
+		removed, err := r.RemoveEmptyDirs([]string{d})
+		assert.Check(t, err, d)
+		assert.Check(t, is.Len(removed, 0), d)
+		_, err = os.Stat(filepath.Join(dir, d))
+		assert.Check(t, err, d)
+	}
 }

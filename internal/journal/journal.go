@@ -25,7 +25,6 @@ import (
 
 	"github.com/kata-deploy/kata-deploy/internal/hostfs"
 	"github.com/kata-deploy/kata-deploy/runtime"
-	"golang.org/x/sys/unix"
 )
 
 // Dir is the host directory that holds the journals.
@@ -452,19 +451,8 @@ func Apply(ctx context.Context, root *hostfs.Root, engine string, plan *runtime.
 		if len(dirs) == 0 {
 			dirs = []string{Dir}
 		}
-		for i := len(dirs) - 1; i >= 0; i-- {
-			if entries, err := root.ReadDir(dirs[i]); err != nil || len(entries) > 0 {
-				break
-			}
-			err := root.Remove(dirs[i])
-			if errors.Is(err, unix.EBUSY) {
-				// A mount point, as in the installer's pod, where the kubelet
-				// made the directory for a hostPath volume: not ours to remove.
-				break
-			}
-			if err != nil {
-				return err
-			}
+		if _, err := root.RemoveEmptyDirs(dirs); err != nil {
+			return err
 		}
 	}
 	return nil

@@ -9,7 +9,6 @@ import (
 	"path"
 	"slices"
 	"strings"
-	"syscall"
 	"time"
 
 	"github.com/kata-deploy/kata-deploy/internal/hostfs"
@@ -244,19 +243,8 @@ func Remove(root *hostfs.Root, r *Record) error {
 		// as the journals treat it.
 		dirs = []string{Dir}
 	}
-	for i := len(dirs) - 1; i >= 0; i-- {
-		entries, err := root.ReadDir(dirs[i])
-		if errors.Is(err, fs.ErrNotExist) {
-			continue
-		}
-		if err != nil || len(entries) > 0 {
-			break
-		}
-		// EBUSY: a mount point (the DaemonSets mount this directory), which
-		// belongs to whoever mounted it.
-		if err := root.Remove(dirs[i]); err != nil && !errors.Is(err, fs.ErrNotExist) && !errors.Is(err, syscall.EBUSY) {
-			return fmt.Errorf("remove state directory: %w", err)
-		}
+	if _, err := root.RemoveEmptyDirs(dirs); err != nil {
+		return fmt.Errorf("remove state directory: %w", err)
 	}
 	return nil
 }
