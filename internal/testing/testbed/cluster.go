@@ -98,11 +98,7 @@ func StartCluster(t testing.TB, flavours ...Flavour) *Cluster {
 		t.Fatalf("testbed: cluster control plane (logs in %s): %v", c.logDir, err)
 	}
 	c.ControlPlane = cp
-	t.Cleanup(func() {
-		if err := stopCP(); err != nil {
-			t.Errorf("testbed: stop control plane: %v", err)
-		}
-	})
+	t.Cleanup(func() { stopControlPlane(t, stopCP) })
 	if err := c.startControllers(t); err != nil {
 		t.Fatalf("testbed: cluster controllers (logs in %s): %v", c.logDir, err)
 	}

@@ -71,11 +71,7 @@ func StartControlPlane(t testing.TB) *ControlPlane {
 	for attempt := 0; attempt < 3; attempt++ {
 		c, stop, err := startControlPlane(ctx, e, filepath.Join(dir, strconv.Itoa(attempt)), logDir, cpOptions{})
 		if err == nil {
-			t.Cleanup(func() {
-				if err := stop(); err != nil {
-					t.Errorf("testbed: stop control plane: %v", err)
-				}
-			})
+			t.Cleanup(func() { stopControlPlane(t, stop) })
 			return c
 		}
 		lastErr = err
