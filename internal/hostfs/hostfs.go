@@ -173,24 +173,36 @@ func (r *Root) MkdirAll(p string, perm fs.FileMode) ([]string, error) {
 	if err != nil {
 		return nil, err
 	}
-	var missing []string
-	for d := resolved; d != "/"; d = path.Dir(d) {
-		ok, err := r.Exists(d)
-		if err != nil {
-			return nil, err
+	for attempt := 0; ; attempt++ {
+		var missing []string
+		found := "/" // the innermost directory that exists
+		for d := resolved; d != "/"; d = path.Dir(d) {
+			ok, err := r.Exists(d)
+			if err != nil {
+				return nil, err
+			}
+			if ok {
+				found = d
+				break
+			}
+			missing = append([]string{d}, missing...)
 		}
-		if ok {
-			break
+		if len(missing) == 0 {
+			return nil, nil
 		}
-		missing = append([]string{d}, missing...)
-	}
-	if len(missing) == 0 {
-		return nil, nil
-	}
-	if err := pathrs.MkdirAll(r.dir, resolved, perm); err != nil {
+		err := pathrs.MkdirAll(r.dir, resolved, perm)
+		if err == nil {
+			return missing, nil
+		}
+		// Another process may have emptied and removed a directory on
+		// the path meanwhile (an uninstall releasing the state
+		// directory), which the walk reports as a deleted directory:
+		// walk again from what exists now.
+		if still, _ := r.Exists(found); !still && attempt < 3 {
+			continue
+		}
 		return nil, &fs.PathError{Op: "mkdir", Path: p, Err: err}
 	}
-	return missing, nil
 }
 
 // WriteFile atomically replaces the host file p with data. Symlinks in p are
