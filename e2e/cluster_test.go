@@ -377,6 +377,7 @@ func TestClusterQuickStart(t *testing.T) {
 		t.Fatal("the testbed has no stand-in shim: re-run hack/testbed.sh provision")
 	}
 	k := &kube{Cluster: c, cs: c.AdminClient(t), root: repoRoot(t)}
+	c.FollowPodLogs(t, "kube-system")
 	start := time.Now()
 	image := buildImage(t, c.StandinShim())
 	t.Logf("figure: make image with the test payload: %s", time.Since(start).Round(100*time.Millisecond))
@@ -669,6 +670,7 @@ func TestClusterUntrusted(t *testing.T) {
 		t.Fatal("the testbed has no stand-in shim: re-run hack/testbed.sh provision")
 	}
 	k := &kube{Cluster: c, cs: c.AdminClient(t), root: repoRoot(t)}
+	c.FollowPodLogs(t, "kube-system")
 	must(t, c.PushOCIArchive(ctx, kataDeployImage, buildImage(t, c.StandinShim())))
 	web, err := testbed.ToolImage("webserver")
 	must(t, err)

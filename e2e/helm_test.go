@@ -22,6 +22,7 @@ func TestClusterHelm(t *testing.T) {
 		t.Fatal("the testbed has no stand-in shim: re-run hack/testbed.sh provision")
 	}
 	k := &kube{Cluster: c, cs: c.AdminClient(t), root: repoRoot(t)}
+	c.FollowPodLogs(t, "kube-system")
 	must(t, c.PushOCIArchive(ctx, kataDeployImage, buildImage(t, c.StandinShim())))
 	before := map[string]map[string]string{}
 	for _, n := range c.Nodes() {
