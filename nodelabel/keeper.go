@@ -2,6 +2,7 @@ package nodelabel
 
 import (
 	"context"
+	"errors"
 	"fmt"
 	"strconv"
 	"time"
@@ -51,7 +52,7 @@ func (c *Client) watchNode(ctx context.Context) *nodeWatch {
 		default:
 		}
 	}
-	logger := logr.FromSlogHandler(c.log.Handler())
+	logger := logr.New(stoppingQuietly{LogSink: logr.FromSlogHandler(c.log.Handler()).GetSink(), ctx: ctx})
 	store, ctrl := cache.NewInformerWithOptions(cache.InformerOptions{
 		Logger:        &logger,
 		ListerWatcher: lw,
@@ -180,4 +181,28 @@ func (c *Client) KeepKataState(ctx context.Context, state KataState) error {
 	return c.keep(ctx, fmt.Sprintf("%s=%s", key, s), func(*corev1.Node) labelPatch {
 		return labelPatch{key: &s}
 	})
+}
+
+// stoppingQuietly drops the error the reflector reports when the request
+// it had in flight is cancelled because its owner stopped it ("Failed to
+// watch ...: context canceled"): an ERROR line at every normal stop would
+// look like a fault to whoever reads the installer's log.
+type stoppingQuietly struct {
+	logr.LogSink
+	ctx context.Context
+}
+
+func (s stoppingQuietly) Error(err error, msg string, kv ...any) {
+	if s.ctx.Err() != nil && errors.Is(err, context.Canceled) {
+		return
+	}
+	s.LogSink.Error(err, msg, kv...)
+}
+
+func (s stoppingQuietly) WithValues(kv ...any) logr.LogSink {
+	return stoppingQuietly{LogSink: s.LogSink.WithValues(kv...), ctx: s.ctx}
+}
+
+func (s stoppingQuietly) WithName(name string) logr.LogSink {
+	return stoppingQuietly{LogSink: s.LogSink.WithName(name), ctx: s.ctx}
 }

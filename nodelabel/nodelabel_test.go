@@ -1,10 +1,13 @@
 package nodelabel_test
 
 import (
+	"bytes"
 	"context"
 	"errors"
+	"log/slog"
 	"os/exec"
 	"strings"
+	"sync"
 	"testing"
 	"time"
 
@@ -266,6 +269,36 @@ func testWaitReady(t *testing.T, cp *testbed.ControlPlane, admin kubernetes.Inte
 	ctx, cancel = context.WithTimeout(context.Background(), 10*time.Second)
 	defer cancel()
 	assert.NilError(t, c.WaitReady(ctx, "kata-qemu"))
+
+	// Stopping its watch when done is no error: the request it cancels
+	// leaves no ERROR line ("Failed to watch ...: context canceled").
+	var log lockedBuffer
+	api, err := nodelabel.NewAPI(cp.AdminConfig())
+	assert.NilError(t, err)
+	quiet, err := nodelabel.New(api, "wr-1", nodelabel.WithLogger(slog.New(slog.NewTextHandler(&log, nil))))
+	assert.NilError(t, err)
+	for range 5 {
+		assert.NilError(t, quiet.WaitReady(ctx, "kata-qemu"))
+	}
+	assert.Check(t, !strings.Contains(log.String(), "level=ERROR"), log.String())
+}
+
+// lockedBuffer is a bytes.Buffer that goroutines may write at once.
+type lockedBuffer struct {
+	mu  sync.Mutex
+	buf bytes.Buffer
+}
+
+func (b *lockedBuffer) Write(p []byte) (int, error) {
+	b.mu.Lock()
+	defer b.mu.Unlock()
+	return b.buf.Write(p)
+}
+
+func (b *lockedBuffer) String() string {
+	b.mu.Lock()
+	defer b.mu.Unlock()
+	return b.buf.String()
 }
 
 func testDaemonSetTargetsNode(t *testing.T, cp *testbed.ControlPlane, admin kubernetes.Interface) {
