@@ -87,6 +87,7 @@ func (c *Config) run(ctx context.Context, o RunOptions) error {
 			c.log().Info("stopping without uninstalling: the DaemonSet still targets this node", "why", t.Reason)
 			return nil
 		}
+		c.log().Info("stopping: uninstalling, as the DaemonSet no longer targets this node", "why", t.Reason)
 	}
 	return c.uninstallAndMark(ctx)
 }
