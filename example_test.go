@@ -91,13 +91,15 @@ func install(ctx context.Context, host, payload, reported string, shims []string
 	if err != nil {
 		return undo(err)
 	}
-	if sd, err = systemd.Dial(ctx, host); err != nil {
-		return undo(err)
-	}
-	defer sd.Close()
-	// Restart only if the runtime has not started since its config changed.
-	if _, _, err := sd.RestartIfNeeded(ctx, variant.RuntimeUnit(), written); err != nil {
-		return undo(err)
+	if unit := variant.RuntimeUnit(); unit != "" { // k0s has none: it reloads its drop-ins
+		if sd, err = systemd.Dial(ctx, host); err != nil {
+			return undo(err)
+		}
+		defer sd.Close()
+		// Restart only if the runtime has not started since its config changed.
+		if _, _, err := sd.RestartIfNeeded(ctx, unit, written); err != nil {
+			return undo(err)
+		}
 	}
 	if err := cri.Verify(ctx, host, variant, spec); err != nil { // the runtime itself serves them all
 		return undo(err)
