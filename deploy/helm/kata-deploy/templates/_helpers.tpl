@@ -457,7 +457,8 @@ spec:
             httpGet:
               path: /readyz
               port: health
-            periodSeconds: 10
+            # A rolling update waits for each new pod to be Ready.
+            periodSeconds: 2
           livenessProbe:
             httpGet:
               path: /healthz
