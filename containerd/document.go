@@ -238,19 +238,7 @@ func (d *document) lineEnd(off int) int {
 }
 
 // lookup returns the value at a path of keys in the decoded tree.
-func (d *document) lookup(keys ...string) (any, bool) {
-	var cur any = d.tree
-	for _, k := range keys {
-		m, ok := cur.(map[string]any)
-		if !ok {
-			return nil, false
-		}
-		if cur, ok = m[k]; !ok {
-			return nil, false
-		}
-	}
-	return cur, true
-}
+func (d *document) lookup(keys ...string) (any, bool) { return lookupTree(d.tree, keys...) }
 
 // blockMarkers returns the comment lines that open and close the engine's
 // managed block in a file it edits in place.

@@ -205,6 +205,7 @@ func splitKey(k string) []string {
 	return parts
 }
 
+// lookupTree returns the value at a path of keys in a decoded TOML tree.
 func lookupTree(tree map[string]any, keys ...string) (any, bool) {
 	var cur any = tree
 	for _, k := range keys {

@@ -100,29 +100,31 @@ func (c *Config) Install(ctx context.Context) (state nodelabel.KataState, err er
 		return "", err
 	}
 	if !verified {
-		if err := c.saveRecord(root, rec, noderecord.PendingRestart); err != nil {
+		if err := c.settle(ctx, root, rec, noderecord.PendingRestart, nodelabel.KataWaitingRestart); err != nil {
 			return "", err
-		}
-		if c.Node != nil {
-			if err := c.Node.SetKataState(ctx, nodelabel.KataWaitingRestart); err != nil {
-				return "", err
-			}
 		}
 		c.event(ctx, nodelabel.ReasonWaitingRestart, "Kata Containers is written but %s was not restarted (restart disabled), so nothing serves handlers %s yet: the node is labelled %s=%s instead of true. Restart the runtime and run the installer again to verify and label it.",
 			t.variant.RuntimeUnit(), strings.Join(t.handlerNames(), ", "), c.kataLabel(), nodelabel.KataWaitingRestart)
 		return nodelabel.KataWaitingRestart, nil
 	}
-	if err := c.saveRecord(root, rec, noderecord.Installed); err != nil {
+	if err := c.settle(ctx, root, rec, noderecord.Installed, nodelabel.KataInstalled); err != nil {
 		return "", err
-	}
-	if c.Node != nil {
-		if err := c.Node.SetKataState(ctx, nodelabel.KataInstalled); err != nil {
-			return "", err
-		}
 	}
 	c.event(ctx, nodelabel.ReasonInstallSucceeded, "Kata Containers installed in %s: handlers %s on %s %s",
 		time.Since(start).Round(time.Millisecond), strings.Join(t.handlerNames(), ", "), t.variant, t.version)
 	return nodelabel.KataInstalled, nil
+}
+
+// settle records the install in state and, with an API server, labels the
+// node kata: the record first, so the node never says more than it holds.
+func (c *Config) settle(ctx context.Context, root *hostfs.Root, rec *noderecord.Record, state noderecord.State, kata nodelabel.KataState) error {
+	if err := c.saveRecord(root, rec, state); err != nil {
+		return err
+	}
+	if c.Node == nil {
+		return nil
+	}
+	return c.Node.SetKataState(ctx, kata)
 }
 
 // unwrapAll returns the errors a joined error holds, or err alone.
