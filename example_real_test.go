@@ -24,8 +24,9 @@ import (
 
 // TestAnotherInstallerOnRealNodes runs the README's install, public
 // packages only, on booted nodes with real systemd and real containerd 1.6,
-// containerd 2.2 and CRI-O, from inside the node as a pod would (systemd's
-// private socket takes no caller from outside the node): it restarts the
+// containerd 2.2 and CRI-O, from inside the node's namespaces with a PID
+// namespace of its own (systemd's private socket takes no caller from
+// outside the node), as another installer's process would be: it restarts the
 // runtime, and the runtime itself serves every handler; run again, it
 // does not restart it. Undone the same way, the node is byte for byte
 // what it was.

@@ -141,8 +141,9 @@ func writePayload(t *testing.T, dir, version string) {
 	}
 }
 
-// pod is one of kata-deploy's binaries running in a node as a pod would:
-// the node's namespaces, a child PID namespace of its own.
+// pod is one of kata-deploy's binaries running in a node's namespaces with a
+// child PID namespace of its own, as a pod's process is, but with the whole
+// node root as its host root (the cluster tests run real pods).
 type pod struct {
 	name string
 	cmd  *exec.Cmd

@@ -3,6 +3,7 @@ package e2e
 import (
 	"context"
 	"encoding/json"
+	"fmt"
 	"os"
 	"path/filepath"
 	"slices"
@@ -208,29 +209,40 @@ type hostTree interface {
 // withMtimes adds each file's modification time, to tell a file rewritten
 // with the same bytes. The install record's own time stamp is left out:
 // it says when the record was last written, and a re-run after a kill
-// writes it again.
+// writes it again. Symlinks are their targets; /usr/local/bin, where the
+// shim links for containerd 1.6 go beside the node's own binaries, is
+// read as names, types, sizes and modes only.
 func hostFiles(t *testing.T, n hostTree, withMtimes bool) map[string]string {
 	t.Helper()
 	out := map[string]string{}
-	for _, dir := range []string{"/etc/containerd", "/etc/crio", "/var/lib/kata-deploy", "/opt/kata"} {
+	for _, dir := range []string{"/etc/containerd", "/etc/crio", "/var/lib/kata-deploy", "/opt/kata", "/usr/local/bin"} {
 		root := n.HostPath(dir)
 		filepath.Walk(root, func(p string, fi os.FileInfo, err error) error {
 			if err != nil {
 				return nil
 			}
 			rel := strings.TrimPrefix(p, n.HostRoot())
-			if fi.IsDir() {
+			var v string
+			switch {
+			case fi.IsDir():
 				out[rel+"/"] = ""
 				return nil
+			case fi.Mode()&os.ModeSymlink != 0:
+				target, _ := os.Readlink(p)
+				v = "-> " + target
+			case dir == "/usr/local/bin":
+				v = fmt.Sprintf("%s %d bytes", fi.Mode(), fi.Size())
+			default:
+				data, _ := os.ReadFile(p)
+				if strings.HasPrefix(rel, "/var/lib/kata-deploy/install") {
+					data = updatedStamp.ReplaceAll(data, nil)
+				}
+				v = string(data)
 			}
-			data, _ := os.ReadFile(p)
-			if strings.HasPrefix(rel, "/var/lib/kata-deploy/install") {
-				data = updatedStamp.ReplaceAll(data, nil)
-			}
-			out[rel] = string(data)
 			if withMtimes {
-				out[rel] += "\x00mtime=" + fi.ModTime().String()
+				v += "\x00mtime=" + fi.ModTime().String()
 			}
+			out[rel] = v
 			return nil
 		})
 	}
@@ -285,7 +297,9 @@ func assertSameFiles(t *testing.T, want, got map[string]string, what string) {
 
 // starts counts how often systemd started unit after since, from the
 // node's journal ("unit started" messages, with microsecond timestamps).
-func starts(t *testing.T, n *node, unit string, since time.Time) int {
+func starts(t *testing.T, n interface {
+	Exec(context.Context, ...string) ([]byte, error)
+}, unit string, since time.Time) int {
 	t.Helper()
 	out, err := n.Exec(context.Background(), "journalctl", "--no-pager", "-o", "short-unix", "-u", unit,
 		"MESSAGE_ID=39f53479d3a045ac8e11786248231fbf")

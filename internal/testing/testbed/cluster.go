@@ -544,6 +544,5 @@ func discardLogger() *log.Logger { return log.New(io.Discard, "", 0) }
 
 // StandinShim is the path of the testbed's stand-in for Kata's containerd shim: a
 // containerd shim v2 that runs a pod's containers with runc (no VM can run here) and
-// records each invocation in the node's /var/log/kata-standin-shim.jsonl. Empty when
-// the testbed was provisioned without it.
+// records each invocation in the node's /var/log/kata-standin-shim.jsonl.
 func (c *Cluster) StandinShim() string { return c.env.standinShim }

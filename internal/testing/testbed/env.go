@@ -26,7 +26,8 @@ type env struct {
 	rootfs        string
 	crio          string
 	crictl        string
-	// A cluster's: StartCluster needs them, the rest of the testbed does not.
+	// A cluster's: only StartCluster uses them, but provisioning makes them
+	// all, so a testbed without them is incomplete (see need below).
 	kubeControllerManager string
 	kubeScheduler         string
 	kubectl               string
@@ -97,7 +98,7 @@ func loadEnv() (*env, error) {
 		return nil, fmt.Errorf("read testbed manifest %s: %w", path, err)
 	}
 	need := []string{e.etcd, e.kubeAPIServer, filepath.Join(e.rootfs, "usr/bin/containerd"), e.crio,
-		e.kubeControllerManager, e.kubeScheduler, e.kubectl, e.kubeLayer}
+		e.kubeControllerManager, e.kubeScheduler, e.kubectl, e.kubeLayer, e.standinShim}
 	for _, f := range Flavours() {
 		need = append(need, e.layers[f])
 	}

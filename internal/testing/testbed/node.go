@@ -457,10 +457,11 @@ func tail(b []byte, n int) string {
 	return string(b)
 }
 
-// RunAsPod copies hostBinary into the node's file system and runs it the way a pod sits
-// on a host: inside the node's namespaces but in a child PID namespace of its own
-// (nsenter -t PID -a -- unshare -p -f --mount-proc). From there systemd accepts
-// connections on /run/systemd/private, as it does from a real DaemonSet pod.
+// RunAsPod copies hostBinary into the node's file system and runs it where a pod's
+// process sits on a host: inside the node's namespaces but in a child PID namespace of
+// its own (nsenter -t PID -a -- unshare -p -f --mount-proc). From there systemd accepts
+// connections on /run/systemd/private, as it does from a real DaemonSet pod. It is not a
+// pod: no kubelet, no hostPath mounts, the whole node root writable.
 func (n *Node) RunAsPod(ctx context.Context, hostBinary string, args ...string) ([]byte, error) {
 	return n.RunAsPodEnv(ctx, nil, hostBinary, args...)
 }
