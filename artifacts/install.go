@@ -53,11 +53,7 @@ func (t *target) removeParents() {
 	if t.live != nil {
 		return
 	}
-	for i := len(t.parents) - 1; i >= 0; i-- {
-		if err := t.root.Remove(t.parents[i]); err != nil {
-			return
-		}
-	}
+	_, _ = t.root.RemoveEmptyDirs(t.parents)
 }
 
 // Plan reports what Install would change, without writing anything.

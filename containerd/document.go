@@ -238,7 +238,7 @@ func (d *document) lineEnd(off int) int {
 }
 
 // lookup returns the value at a path of keys in the decoded tree.
-func (d *document) lookup(keys ...string) (any, bool) { return lookupTree(d.tree, keys...) }
+func (d *document) lookup(keys ...string) (any, bool) { return tomltext.Lookup(d.tree, keys...) }
 
 // blockMarkers returns the comment lines that open and close the engine's
 // managed block in a file it edits in place.

@@ -173,7 +173,7 @@ func (e *Engine) PlanInstall(ctx context.Context, spec runtime.Spec) (*runtime.P
 			return nil, err
 		}
 	}
-	plan := &runtime.Plan{Kind: runtime.Install, Engine: e.ID(), Handlers: handlerNames(spec), Changes: f.changes}
+	plan := &runtime.Plan{Kind: runtime.Install, Engine: e.ID(), Handlers: spec.HandlerNames(), Changes: f.changes}
 	// A file or link an earlier install wrote that this one no longer
 	// uses (say, containerd was upgraded and the strategy changed, or no
 	// longer needs shim links) is undone.
@@ -215,14 +215,6 @@ func (e *Engine) PlanUninstall(ctx context.Context) (*runtime.Plan, error) {
 	}
 	plan.Engine = e.ID()
 	return plan, nil
-}
-
-func handlerNames(spec runtime.Spec) []string {
-	names := make([]string, len(spec.Handlers))
-	for i, h := range spec.Handlers {
-		names[i] = h.Name
-	}
-	return names
 }
 
 // Apply carries out a plan made by this engine: one another engine made

@@ -113,7 +113,7 @@ func (e *Engine) takeOutTables(ctx context.Context, doc *document, inserted []by
 	for _, k := range found {
 		parts := splitKey(k)
 		got, _ := doc.lookup(parts...)
-		exp, _ := lookupTree(want, parts...)
+		exp, _ := tomltext.Lookup(want, parts...)
 		if !reflect.DeepEqual(got, exp) {
 			return nil, fmt.Errorf("the markers of kata-deploy's managed block were removed and its table [%s] was changed since, so kata-deploy cannot tell its own settings apart; put the markers back around kata-deploy's tables (%q ... %q), or take them out by hand, then run uninstall again", k, begin, end)
 		}
@@ -205,26 +205,11 @@ func splitKey(k string) []string {
 	return parts
 }
 
-// lookupTree returns the value at a path of keys in a decoded TOML tree.
-func lookupTree(tree map[string]any, keys ...string) (any, bool) {
-	var cur any = tree
-	for _, k := range keys {
-		m, ok := cur.(map[string]any)
-		if !ok {
-			return nil, false
-		}
-		if cur, ok = m[k]; !ok {
-			return nil, false
-		}
-	}
-	return cur, true
-}
-
 func deleteKey(tree map[string]any, keys []string) {
 	if len(keys) == 0 {
 		return
 	}
-	parent, ok := lookupTree(tree, keys[:len(keys)-1]...)
+	parent, ok := tomltext.Lookup(tree, keys[:len(keys)-1]...)
 	if m, isMap := parent.(map[string]any); ok && isMap {
 		delete(m, keys[len(keys)-1])
 	}

@@ -140,11 +140,7 @@ func (e *Engine) PlanInstall(ctx context.Context, spec runtime.Spec) (*runtime.P
 	if err != nil {
 		return nil, err
 	}
-	names := make([]string, len(spec.Handlers))
-	for i, h := range spec.Handlers {
-		names[i] = h.Name
-	}
-	plan := &runtime.Plan{Kind: runtime.Install, Engine: e.ID(), Handlers: names}
+	plan := &runtime.Plan{Kind: runtime.Install, Engine: e.ID(), Handlers: spec.HandlerNames()}
 	current, err := e.root.ReadFileLimit(p, tomltext.MaxConfigSize)
 	switch {
 	case errors.Is(err, fs.ErrNotExist):
@@ -217,7 +213,8 @@ func (e *Engine) checkConflicts(ctx context.Context, spec runtime.Spec) error {
 		if err != nil {
 			return tomltext.ConfigError(p, err)
 		}
-		runtimes, _ := lookup(tree, "crio", "runtime", "runtimes").(map[string]any)
+		v, _ := tomltext.Lookup(tree, "crio", "runtime", "runtimes")
+		runtimes, _ := v.(map[string]any)
 		for _, h := range spec.Handlers {
 			if _, ok := runtimes[h.Name]; ok {
 				return &runtime.ConfigError{Path: p, Key: "crio.runtime.runtimes." + h.Name,
@@ -229,18 +226,6 @@ func (e *Engine) checkConflicts(ctx context.Context, spec runtime.Spec) error {
 }
 
 // lookup returns the value at a path of keys in a decoded tree, or nil.
-func lookup(tree map[string]any, keys ...string) any {
-	var cur any = tree
-	for _, k := range keys {
-		m, ok := cur.(map[string]any)
-		if !ok {
-			return nil
-		}
-		cur = m[k]
-	}
-	return cur
-}
-
 // render writes the drop-in: one table per handler.
 func render(name string, handlers []runtime.Handler) []byte {
 	var b strings.Builder

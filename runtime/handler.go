@@ -295,6 +295,16 @@ func ParseMode(s string) (Mode, error) {
 	return "", fmt.Errorf("unknown mode %q (want %s or %s)", s, ModeRuntimeClass, ModeUntrusted)
 }
 
+// HandlerNames returns the names of the spec's handlers, in order: what
+// the runtime must serve once the spec is registered.
+func (s Spec) HandlerNames() []string {
+	names := make([]string, len(s.Handlers))
+	for i, h := range s.Handlers {
+		names[i] = h.Name
+	}
+	return names
+}
+
 // Spec is what a config engine registers with a container runtime.
 type Spec struct {
 	// Handlers to register; the first is the default one (see Handlers).

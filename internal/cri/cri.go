@@ -10,6 +10,7 @@ import (
 	"fmt"
 	"slices"
 
+	"github.com/kata-deploy/kata-deploy/internal/hostfs"
 	"google.golang.org/grpc"
 	"google.golang.org/grpc/credentials/insecure"
 	runtimeapi "k8s.io/cri-api/pkg/apis/runtime/v1"
@@ -30,6 +31,27 @@ func Dial(socket string) (*Client, error) {
 		return nil, fmt.Errorf("CRI socket %s: %w", socket, err)
 	}
 	return &Client{socket: socket, conn: conn, rs: runtimeapi.NewRuntimeServiceClient(conn)}, nil
+}
+
+// DialUnder prepares a client for the CRI socket at the host path socket,
+// resolved under root as the host resolves it (see Dial).
+func DialUnder(root *hostfs.Root, socket string) (*Client, error) {
+	p, err := SocketUnder(root, socket)
+	if err != nil {
+		return nil, err
+	}
+	return Dial(p)
+}
+
+// SocketUnder returns where the host path socket is on this machine,
+// resolved under root as the host resolves it (a /run that links to
+// /var/run stays inside the root).
+func SocketUnder(root *hostfs.Root, socket string) (string, error) {
+	resolved, err := root.Resolve(socket)
+	if err != nil {
+		return "", fmt.Errorf("CRI socket %s: %w", socket, err)
+	}
+	return root.HostPath(resolved), nil
 }
 
 // Close releases the connection.

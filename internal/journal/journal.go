@@ -24,6 +24,7 @@ import (
 	"time"
 
 	"github.com/kata-deploy/kata-deploy/internal/hostfs"
+	"github.com/kata-deploy/kata-deploy/internal/tomltext"
 	"github.com/kata-deploy/kata-deploy/runtime"
 )
 
@@ -182,8 +183,9 @@ func (j *Journal) Ours(p string, content []byte) bool {
 // some of them. No runtime reads it, unlike a copy in a drop-in directory.
 const SavedDir = Dir + "/saved"
 
-// MaxFileSize is the largest config file the journal reads back.
-const MaxFileSize = 4 << 20
+// MaxFileSize is the largest config file the journal reads back: the
+// largest the engines read, so that uninstall reads whatever install did.
+const MaxFileSize = tomltext.MaxConfigSize
 
 // Surgery is what a Surgeon makes of a file someone changed since the
 // engine edited it.

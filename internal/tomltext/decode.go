@@ -135,6 +135,21 @@ type decoder struct {
 	lines Lines
 }
 
+// Lookup returns the value at a path of keys in a tree Decode made.
+func Lookup(tree map[string]any, keys ...string) (any, bool) {
+	var cur any = tree
+	for _, k := range keys {
+		m, ok := cur.(map[string]any)
+		if !ok {
+			return nil, false
+		}
+		if cur, ok = m[k]; !ok {
+			return nil, false
+		}
+	}
+	return cur, true
+}
+
 func keyParts(e *unstable.Node) []string {
 	var parts []string
 	it := e.Key()

@@ -30,11 +30,7 @@ func Verify(ctx context.Context, hostRoot string, v runtime.Variant, spec runtim
 		return err
 	}
 	defer c.Close()
-	want := make([]string, 0, len(spec.Handlers))
-	for _, h := range spec.Handlers {
-		want = append(want, h.Name)
-	}
-	return cri.WaitServing(ctx, c, v.CRISocket(), want, 500*time.Millisecond)
+	return cri.WaitServing(ctx, c, v.CRISocket(), spec.HandlerNames(), 500*time.Millisecond)
 }
 
 // Handlers returns the runtime handlers the container runtime of variant v
@@ -53,9 +49,5 @@ func dial(hostRoot string, v runtime.Variant) (*cri.Client, error) {
 	if err != nil {
 		return nil, err
 	}
-	socket, err := root.Resolve(v.CRISocket())
-	if err != nil {
-		return nil, err
-	}
-	return cri.Dial(root.HostPath(socket))
+	return cri.DialUnder(root, v.CRISocket())
 }

@@ -203,14 +203,14 @@ func (c *Config) detect(ctx context.Context, root *hostfs.Root) (*target, error)
 
 // openCRI opens the variant's CRI socket under the host root.
 func (c *Config) openCRI(root *hostfs.Root, v runtime.Variant) (criClient, error) {
-	socket, err := root.Resolve(v.CRISocket())
+	socket, err := cri.SocketUnder(root, v.CRISocket())
 	if err != nil {
 		return nil, err
 	}
 	if c.dialCRI != nil {
-		return c.dialCRI(root.HostPath(socket))
+		return c.dialCRI(socket)
 	}
-	client, err := cri.Dial(root.HostPath(socket))
+	client, err := cri.Dial(socket)
 	if err != nil {
 		return nil, err // not a typed nil in the interface
 	}
@@ -269,14 +269,8 @@ func (c *Config) lock(ctx context.Context, root *hostfs.Root) (func(), error) {
 		}
 		c.stateDirsMade = made
 		return func() {
-			for i := len(made) - 1; i >= 0; i-- {
-				if entries, err := root.ReadDir(made[i]); err != nil || len(entries) > 0 {
-					break
-				}
-				if err := root.Remove(made[i]); err != nil {
-					c.log().Warn("cannot remove the empty state directory", "path", made[i], "err", err)
-					break
-				}
+			if _, err := root.RemoveEmptyDirs(made); err != nil {
+				c.log().Warn("cannot remove the empty state directory", "path", LockDir, "err", err)
 			}
 			unlock()
 			d.Close()
@@ -345,13 +339,7 @@ func (c *Config) waitServing(ctx context.Context, t *target, want []string, ever
 }
 
 // handlerNames lists the names the runtime must serve after install.
-func (t *target) handlerNames() []string {
-	var names []string
-	for _, h := range t.spec.Handlers {
-		names = append(names, h.Name)
-	}
-	return names
-}
+func (t *target) handlerNames() []string { return t.spec.HandlerNames() }
 
 // verify waits until the runtime itself serves every handler and, with an
 // API server, until the Node is Ready and lists them.

@@ -5,7 +5,6 @@ import (
 	"errors"
 	"fmt"
 	"io"
-	"slices"
 	"strings"
 	"time"
 
@@ -189,15 +188,7 @@ func (c *Config) restartAndVerify(ctx context.Context, t *target) (verified bool
 // now, asking once.
 func (c *Config) servesAll(ctx context.Context, t *target) bool {
 	served, err := c.servedHandlers(ctx, t.root, t.variant)
-	if err != nil {
-		return false
-	}
-	for _, h := range t.handlerNames() {
-		if !slices.Contains(served, h) {
-			return false
-		}
-	}
-	return true
+	return err == nil && len(cri.MissingFrom(served, t.handlerNames())) == 0
 }
 
 // servedHandlers asks the runtime once which handlers it serves.
@@ -380,14 +371,7 @@ func (c *Config) Uninstall(ctx context.Context) (err error) {
 // that a repeated uninstall restarts it only if an earlier one stopped
 // before the restart. When the runtime cannot be asked, it is restarted.
 func (c *Config) servesAny(ctx context.Context, t *target) bool {
-	client, err := c.openCRI(t.root, t.variant)
-	if err != nil {
-		return true
-	}
-	defer client.Close()
-	ctx, cancel := context.WithTimeout(ctx, 5*time.Second)
-	defer cancel()
-	served, err := client.Handlers(ctx)
+	served, err := c.servedHandlers(ctx, t.root, t.variant)
 	return err != nil || len(cri.MissingFrom(served, t.handlerNames())) < len(t.handlerNames())
 }
 
