@@ -31,7 +31,7 @@ func main() {
 	ctx, stop := signal.NotifyContext(context.Background(), syscall.SIGTERM, os.Interrupt)
 	defer stop()
 	// The image sets KATA_PAYLOAD for the installer; it is no typo here.
-	env := cli.Environ{Vars: os.Environ(), Stdout: os.Stdout, Stderr: os.Stderr, Shared: []string{cli.EnvName("payload")}}
+	env := cli.Environ{Vars: os.Environ(), Stdout: os.Stdout, Stderr: os.Stderr}
 	os.Exit(cli.ExitCode(run(ctx, os.Args[1:], env), os.Stderr))
 }
 

@@ -16,7 +16,7 @@ func invoke(t *testing.T, vars []string, args ...string) (code int, stdout, stde
 	t.Helper()
 	var out, errb bytes.Buffer
 	// As main sets it: the image's KATA_PAYLOAD is for the installer.
-	env := cli.Environ{Vars: vars, Stdout: &out, Stderr: &errb, Shared: []string{cli.EnvName("payload")}}
+	env := cli.Environ{Vars: vars, Stdout: &out, Stderr: &errb}
 	code = cli.ExitCode(run(context.Background(), args, env), &errb)
 	return code, out.String(), errb.String()
 }

@@ -18,8 +18,7 @@ func main() {
 	ctx, stop := signal.NotifyContext(context.Background(), syscall.SIGTERM, os.Interrupt)
 	defer stop()
 	// The image sets KATA_PAYLOAD and KATA_HOST_ROOT for the installer.
-	env := cli.Environ{Vars: os.Environ(), Stdout: os.Stdout, Stderr: os.Stderr,
-		Shared: []string{cli.EnvName("payload"), cli.EnvName("host-root")}}
+	env := cli.Environ{Vars: os.Environ(), Stdout: os.Stdout, Stderr: os.Stderr}
 	os.Exit(cli.ExitCode(run(ctx, os.Args[1:], env), os.Stderr))
 }
 

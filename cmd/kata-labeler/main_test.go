@@ -17,7 +17,7 @@ func invoke(t *testing.T, vars []string, args ...string) (code int, stdout, stde
 	t.Helper()
 	var out, errb bytes.Buffer
 	// As main sets them: the image's variables for the installer.
-	env := cli.Environ{Vars: vars, Stdout: &out, Stderr: &errb, Shared: []string{cli.EnvName("payload"), cli.EnvName("host-root")}}
+	env := cli.Environ{Vars: vars, Stdout: &out, Stderr: &errb}
 	code = cli.ExitCode(run(context.Background(), args, env), &errb)
 	return code, out.String(), errb.String()
 }

@@ -46,10 +46,12 @@ type Environ struct {
 	Vars []string
 	// Stdout gets --help; Stderr gets warnings.
 	Stdout, Stderr io.Writer
-	// Shared are KATA_ variables the command ignores because they are set
-	// for other kata-deploy commands (the image sets KATA_PAYLOAD for all).
-	Shared []string
 }
+
+// imageVars returns the KATA_ variables the image sets for every command
+// (the Dockerfile's ENV): a command without their flag ignores them without
+// a warning, as they are no typo.
+func imageVars() []string { return []string{"KATA_PAYLOAD", "KATA_HOST_ROOT"} }
 
 // Parse parses args, then sets every flag not on the command line from its
 // environment variable when that is set (even to ""), and names the
@@ -84,7 +86,7 @@ func Parse(fs *pflag.FlagSet, args []string, env Environ) error {
 			errs = append(errs, fmt.Errorf("%s=%q: %w", EnvName(f.Name), v, err))
 		}
 	})
-	for _, k := range env.Shared {
+	for _, k := range imageVars() {
 		delete(vars, k)
 	}
 	for _, k := range slices.Sorted(maps.Keys(vars)) {

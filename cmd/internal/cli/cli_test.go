@@ -4,6 +4,8 @@ import (
 	"bytes"
 	"errors"
 	"net/http"
+	"os"
+	"slices"
 	"strings"
 	"testing"
 	"time"
@@ -68,7 +70,7 @@ func TestUnknownVariablesWarnWithTheClosestFlag(t *testing.T) {
 	fs.StringP("output", "o", "text", "")
 	fs.String("host-root", "/host", "")
 	vars := []string{"KATA_O=json", "KATA_HOST_ROOTS=/x", "KATA_PAYLOAD=/p", "KATA_ZZZZZZZZZZZ=1", "PATH=/bin", "KATA_OUTPUT=json"}
-	assert.NilError(t, Parse(fs, nil, Environ{Vars: vars, Stdout: &stderr, Stderr: &stderr, Shared: []string{"KATA_PAYLOAD"}}))
+	assert.NilError(t, Parse(fs, nil, Environ{Vars: vars, Stdout: &stderr, Stderr: &stderr}))
 	out := stderr.String()
 	assert.Check(t, is.Contains(out, "KATA_O names no flag of x and is ignored; did you mean KATA_OUTPUT (--output)?"))
 	assert.Check(t, is.Contains(out, "KATA_HOST_ROOTS names no flag of x and is ignored; did you mean KATA_HOST_ROOT (--host-root)?"))
@@ -99,4 +101,36 @@ func TestHealth(t *testing.T) {
 	assert.Check(t, is.Equal(get("/readyz"), 503))
 	h.SetReady()
 	assert.Check(t, is.Equal(get("/readyz"), 200))
+}
+
+// The variables the commands take as set for all of them are the ones the
+// image sets: the Dockerfile's ENV.
+func TestImageVarsAreTheDockerfiles(t *testing.T) {
+	data, err := os.ReadFile("../../../Dockerfile")
+	assert.NilError(t, err)
+	var set []string
+	for _, l := range strings.Split(string(data), "\n") {
+		if rest, ok := strings.CutPrefix(l, "ENV "); ok {
+			for _, kv := range strings.Fields(rest) {
+				if k, _, _ := strings.Cut(kv, "="); strings.HasPrefix(k, "KATA_") {
+					set = append(set, k)
+				}
+			}
+		}
+	}
+	slices.Sort(set)
+	want := imageVars()
+	slices.Sort(want)
+	assert.Check(t, is.DeepEqual(set, want))
+}
+
+// kata-cleanup's cluster-side subcommands have no --host-root, yet run in
+// the image, which sets KATA_HOST_ROOT for every command: no warning.
+func TestImageVarsWithoutTheirFlagAreNoTypo(t *testing.T) {
+	var stderr bytes.Buffer
+	fs := NewFlagSet("kata-cleanup remove-installers")
+	fs.String("namespace", "kube-system", "")
+	vars := []string{"KATA_PAYLOAD=/opt/kata-artifacts", "KATA_HOST_ROOT=/host"}
+	assert.NilError(t, Parse(fs, nil, Environ{Vars: vars, Stdout: &stderr, Stderr: &stderr}))
+	assert.Check(t, is.Equal(stderr.String(), ""))
 }
