@@ -60,6 +60,9 @@ func TestUsageErrorsExit2(t *testing.T) {
 		{args: []string{"--shims", "nope"}, msg: `--shims: unknown Kata shim "nope"`},
 		{args: []string{"--shims", "qemu", "--default-shim", "clh"}, msg: `--default-shim: default Kata shim "clh" is not among`},
 		{args: []string{"--suffix", "Bad_Suffix"}, msg: `--suffix: install suffix "Bad_Suffix"`},
+		// A shim named like the default handler is the --shims flag's fault.
+		{args: []string{"--shims", "default"}, msg: `--shims: unknown Kata shim "default"`},
+		{args: []string{"--shims", "qemu-coco-dev-runtime-rs", "--suffix", strings.Repeat("a", 40)}, msg: "--suffix: handler name"},
 		{args: []string{"--prefix", "usr/local"}, msg: `--prefix "usr/local": want an absolute host path`},
 		{args: []string{"--runtime", "foo"}, msg: "--runtime:"},
 		{args: []string{"--runtime-version", "notaversion"}, msg: "--runtime-version:"},
@@ -179,4 +182,18 @@ func TestFlagsFromEnvironment(t *testing.T) {
 		assert.Check(t, is.Equal(code, 2), "%s: %s", bad.v, stderr)
 		assert.Check(t, is.Contains(stderr, bad.msg), bad.v)
 	}
+}
+
+// An uninstall without --prefix follows the node's record silently: the
+// flag's default is no value the user gave against the record.
+func TestUninstallFollowsTheRecordWithoutWarning(t *testing.T) {
+	h := host(t)
+	base := []string{"--label=false", "--restart=false", "--host-root", h, "--runtime", "containerd", "--runtime-version", "1.7.0"}
+	code, _, stderr := invoke(t, nil, append([]string{"install", "--once", "--payload", payload(t, "qemu"), "--shims", "qemu", "--prefix", "/usr/local/lib/x"}, base...)...)
+	assert.Assert(t, is.Equal(code, 0), stderr)
+	code, _, stderr = invoke(t, nil, append([]string{"uninstall"}, base...)...)
+	assert.Assert(t, is.Equal(code, 0), stderr)
+	assert.Check(t, !strings.Contains(stderr, "not on the flag"), stderr)
+	_, err := os.Stat(filepath.Join(h, "usr/local/lib/x/kata"))
+	assert.Check(t, os.IsNotExist(err), "the recorded install is still there: %v", err)
 }

@@ -72,6 +72,11 @@ func run(ctx context.Context, args []string, env cli.Environ) error {
 	if err != nil {
 		return cli.Usage("--mode: %v", err)
 	}
+	// An unset --prefix is the default install's, not a value given: the
+	// uninstall and status then follow the node's record without a warning.
+	if !fs.Changed("prefix") {
+		*prefix = ""
+	}
 	if err := checkFlags(*hostRoot, *rt, *rtVersion, *output, *prefix, *suffix, *defaultShim, *shims); err != nil {
 		return err
 	}
@@ -111,18 +116,22 @@ func checkFlags(hostRoot, rt, rtVersion, output, prefix, suffix, defaultShim str
 	if output != "text" && output != "json" {
 		return cli.Usage("--output %q: want text or json", output)
 	}
-	if !path.IsAbs(prefix) {
+	if prefix != "" && !path.IsAbs(prefix) {
 		return cli.Usage("--prefix %q: want an absolute host path, such as %s", prefix, runtime.DefaultPrefix)
 	}
-	if _, err := (runtime.Installation{Prefix: prefix, Suffix: suffix}).Handlers(shims, runtime.WithDefaultShim(defaultShim)); err != nil {
-		flag := "--shims"
-		switch {
-		case strings.Contains(err.Error(), "suffix"):
-			flag = "--suffix"
-		case strings.Contains(err.Error(), "default"):
-			flag = "--default-shim"
+	// Each flag is checked on its own, so the error names the one at fault.
+	inst := runtime.Installation{Prefix: prefix, Suffix: suffix}
+	if err := inst.Validate(); err != nil {
+		return cli.Usage("--suffix: %v", err)
+	}
+	if _, err := inst.Handlers(shims); err != nil {
+		if _, plain := (runtime.Installation{Prefix: prefix}).Handlers(shims); plain == nil {
+			return cli.Usage("--suffix: %v", err) // the suffix makes a handler name too long
 		}
-		return cli.Usage("%s: %v", flag, err)
+		return cli.Usage("--shims: %v", err)
+	}
+	if _, err := inst.Handlers(shims, runtime.WithDefaultShim(defaultShim)); err != nil {
+		return cli.Usage("--default-shim: %v", err)
 	}
 	return nil
 }
