@@ -13,6 +13,7 @@ import (
 
 	"github.com/kata-deploy/kata-deploy/containerd"
 	"github.com/kata-deploy/kata-deploy/crio"
+	"github.com/kata-deploy/kata-deploy/internal/testing/hosttest"
 	kataruntime "github.com/kata-deploy/kata-deploy/runtime"
 )
 
@@ -37,28 +38,6 @@ func spec(t *testing.T, opts ...kataruntime.HandlerOption) kataruntime.Spec {
 }
 
 func v22() kataruntime.Version { return kataruntime.Version{Major: 2, Minor: 2, Patch: 9} }
-
-func snapshot(t *testing.T, host string) map[string]string {
-	t.Helper()
-	out := map[string]string{}
-	err := filepath.Walk(host, func(p string, fi os.FileInfo, err error) error {
-		if err != nil {
-			return err
-		}
-		data := ""
-		if fi.Mode().IsRegular() {
-			b, err := os.ReadFile(p)
-			if err != nil {
-				return err
-			}
-			data = string(b)
-		}
-		out[p] = data
-		return nil
-	})
-	assert.NilError(t, err)
-	return out
-}
 
 func TestNilLoggerDiscards(t *testing.T) {
 	host := containerdHost(t)
@@ -90,13 +69,13 @@ func TestSecondInstallNeedsItsOwnName(t *testing.T) {
 	plan, err := first.PlanInstall(ctx, spec(t))
 	assert.NilError(t, err)
 	assert.NilError(t, first.Apply(ctx, plan))
-	before := snapshot(t, host)
+	before := hosttest.Snapshot(t, host)
 
 	canary := spec(t, kataruntime.WithSuffix("canary"))
 	_, err = first.PlanInstall(ctx, canary)
 	assert.Check(t, is.ErrorContains(err, "records another install under this engine name (handlers kata, kata-qemu)"))
 	assert.Check(t, is.ErrorContains(err, "containerd.WithName"))
-	assert.Check(t, is.DeepEqual(snapshot(t, host), before))
+	assert.Check(t, is.DeepEqual(hosttest.Snapshot(t, host), before))
 
 	// With a name of its own it goes beside the first.
 	second, err := containerd.New(host, kataruntime.VariantContainerd, v22(), containerd.WithName("kata-deploy-canary"))
@@ -122,7 +101,7 @@ func TestForeignPlanRefused(t *testing.T) {
 	plan, err := e.PlanInstall(ctx, spec(t))
 	assert.NilError(t, err)
 	assert.Check(t, is.Equal(plan.Engine, "containerd/kata-deploy"))
-	before := snapshot(t, host)
+	before := hosttest.Snapshot(t, host)
 
 	c, err := crio.New(host, kataruntime.Version{Major: 1, Minor: 34})
 	assert.NilError(t, err)
@@ -135,7 +114,7 @@ func TestForeignPlanRefused(t *testing.T) {
 	}
 	hand := &kataruntime.Plan{Kind: kataruntime.Install, Changes: plan.Changes}
 	assert.Check(t, is.ErrorContains(e.Apply(ctx, hand), "made by no engine"))
-	assert.Check(t, is.DeepEqual(snapshot(t, host), before))
+	assert.Check(t, is.DeepEqual(hosttest.Snapshot(t, host), before))
 }
 
 // An ended context writes nothing, not even the journal, so ConfigWritten
@@ -146,13 +125,13 @@ func TestApplyWithEndedContextWritesNothing(t *testing.T) {
 	assert.NilError(t, err)
 	plan, err := e.PlanInstall(context.Background(), spec(t))
 	assert.NilError(t, err)
-	before := snapshot(t, host)
+	before := hosttest.Snapshot(t, host)
 
 	ctx, cancel := context.WithDeadline(context.Background(), time.Now().Add(-time.Second))
 	defer cancel()
 	err = e.Apply(ctx, plan)
 	assert.Check(t, errors.Is(err, context.DeadlineExceeded), "%v", err)
-	assert.Check(t, is.DeepEqual(snapshot(t, host), before))
+	assert.Check(t, is.DeepEqual(hosttest.Snapshot(t, host), before))
 	written, err := e.ConfigWritten()
 	assert.NilError(t, err)
 	assert.Check(t, written.IsZero(), "ConfigWritten reports %s", written)

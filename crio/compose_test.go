@@ -11,6 +11,7 @@ import (
 	is "gotest.tools/v3/assert/cmp"
 
 	"github.com/kata-deploy/kata-deploy/crio"
+	"github.com/kata-deploy/kata-deploy/internal/testing/hosttest"
 	kataruntime "github.com/kata-deploy/kata-deploy/runtime"
 )
 
@@ -57,7 +58,9 @@ func TestSecondInstallNeedsItsOwnName(t *testing.T) {
 	assert.NilError(t, err)
 	assert.NilError(t, first.Apply(ctx, plan))
 
+	before := hosttest.Snapshot(t, host)
 	_, err = first.PlanInstall(ctx, crioSpec(t, kataruntime.WithSuffix("canary")))
+	assert.Check(t, is.DeepEqual(before, hosttest.Snapshot(t, host)), "the refused plan changed the host")
 	assert.Check(t, is.ErrorContains(err, "records another install under this engine name (handlers kata, kata-qemu)"))
 	assert.Check(t, is.ErrorContains(err, "crio.WithName"))
 
@@ -76,10 +79,9 @@ func TestApplyWithEndedContextWritesNothing(t *testing.T) {
 	assert.NilError(t, err)
 	ctx, cancel := context.WithCancel(context.Background())
 	cancel()
+	before := hosttest.Snapshot(t, host)
 	assert.Check(t, errors.Is(e.Apply(ctx, plan), context.Canceled))
-	entries, err := os.ReadDir(host)
-	assert.NilError(t, err)
-	assert.Check(t, is.Len(entries, 1), "only etc/ is there") // no journal under var/
+	assert.Check(t, is.DeepEqual(before, hosttest.Snapshot(t, host)), "no drop-in, no journal")
 	written, err := e.ConfigWritten()
 	assert.NilError(t, err)
 	assert.Check(t, written.IsZero())
@@ -97,6 +99,6 @@ func TestForeignPlanRefused(t *testing.T) {
 	plan, err := a.PlanInstall(ctx, crioSpec(t))
 	assert.NilError(t, err)
 	var fe *kataruntime.ForeignPlanError
-	assert.Check(t, errors.As(b.Apply(ctx, plan), &fe))
+	assert.Assert(t, errors.As(b.Apply(ctx, plan), &fe))
 	assert.Check(t, is.Equal(fe.Made, "crio/a"))
 }

@@ -202,3 +202,15 @@ func TestVariantTableComplete(t *testing.T) {
 	assert.Check(t, is.Equal(Variant("bogus").ConfigPath(), VariantContainerd.ConfigPath()))
 	assert.Check(t, is.Equal(Variant("bogus").Kind(), Containerd))
 }
+
+// TestVariantFacts pins every variant's facts as the engines, the
+// installer and detection read them: a golden to review when one changes.
+func TestVariantFacts(t *testing.T) {
+	var b strings.Builder
+	for _, f := range variantTable() {
+		v := f.variant
+		fmt.Fprintf(&b, "%s\n  kind %s\n  runtime unit %q\n  kubelet unit %q\n  CRI socket %s\n  config %s\n  drop-in dir %q\n  detected by %s\n",
+			v, v.Kind(), v.RuntimeUnit(), v.KubeletUnit(), v.CRISocket(), v.ConfigPath(), v.DropInDir(), strings.Join(f.signatures, ", "))
+	}
+	golden.Assert(t, b.String(), "all.variants.golden")
+}

@@ -16,6 +16,7 @@ import (
 	"github.com/kata-deploy/kata-deploy/cmd/internal/cleanup"
 	"github.com/kata-deploy/kata-deploy/internal/hostfs"
 	"github.com/kata-deploy/kata-deploy/internal/noderecord"
+	"github.com/kata-deploy/kata-deploy/internal/testing/hosttest"
 	"github.com/kata-deploy/kata-deploy/nodelabel"
 	"github.com/kata-deploy/kata-deploy/systemd"
 )
@@ -269,7 +270,7 @@ func TestInstallBranches(t *testing.T) {
 				c.Node = node
 				labels = func() map[string]string { return nodeLabels(t, cs) }
 			}
-			before := snapshot(t, h)
+			before := hosttest.Snapshot(t, h)
 
 			state, err := c.Install(ctx)
 
@@ -281,7 +282,7 @@ func TestInstallBranches(t *testing.T) {
 			}
 			assert.Check(t, is.Equal(state, tc.wantState), "err: %v", err)
 			assert.Check(t, is.DeepEqual(log.list(), tc.wantCalls))
-			added, removed, changed := hostDiff(before, snapshot(t, h))
+			added, removed, changed := hostDiff(before, hosttest.Snapshot(t, h))
 			if tc.wantState != "" {
 				// Installed: the payload, the record and the config edit.
 				assert.Check(t, is.Contains(added, recordFile))
@@ -313,7 +314,7 @@ type installedNode struct {
 func installNode(t *testing.T, withNode bool, labels map[string]string) *installedNode {
 	t.Helper()
 	in := &installedNode{host: host(t), log: &callLog{}}
-	in.pristine = snapshot(t, in.host)
+	in.pristine = hosttest.Snapshot(t, in.host)
 	c := withFakes(filesOnly(in.host, payload(t, "qemu"), "qemu"), &fakeSystemd{log: in.log}, &fakeCRI{log: in.log, handlers: serving("runc", "kata", "kata-qemu")})
 	c.Restart = true
 	c.VerifyTimeout = 10 * time.Second
@@ -428,7 +429,7 @@ func TestUninstallBranches(t *testing.T) {
 				assert.Check(t, is.ErrorContains(err, tc.wantErr))
 			}
 			assert.Check(t, is.DeepEqual(in.log.list(), tc.wantCalls))
-			added, removed, changed := hostDiff(in.pristine, snapshot(t, in.host))
+			added, removed, changed := hostDiff(in.pristine, hosttest.Snapshot(t, in.host))
 			assert.Check(t, is.Len(removed, 0), "removed from the host")
 			assert.Check(t, is.Len(changed, 0), "the runtime config is not back as it was")
 			var want []string
@@ -523,7 +524,7 @@ func TestCleanupBranches(t *testing.T) {
 				assert.NilError(t, in.node.SetKataState(ctx, nodelabel.KataCleanup))
 				in.log.reset()
 			}
-			before := snapshot(t, in.host)
+			before := hosttest.Snapshot(t, in.host)
 			sd := tc.sd
 			c := in.cleanup(&sd)
 			c.Restart = !tc.noRestart
@@ -541,7 +542,7 @@ func TestCleanupBranches(t *testing.T) {
 			_, hasRuntime := got[runtimeLabel]
 			assert.Check(t, is.Equal(hasKata, tc.wantLabels))
 			assert.Check(t, is.Equal(hasRuntime, tc.wantLabels))
-			after := snapshot(t, in.host)
+			after := hosttest.Snapshot(t, in.host)
 			if tc.wantErr != "" {
 				assert.Check(t, is.DeepEqual(after, before), "a failed cleanup changed the host")
 			} else {
@@ -565,12 +566,12 @@ func TestFailedReinstallRestoresThePreviousInstall(t *testing.T) {
 	c.Restart = true
 	_, err := c.Install(ctx)
 	assert.NilError(t, err)
-	before := snapshot(t, h)
+	before := hosttest.Snapshot(t, h)
 
 	failing := &fakeSystemd{log: &log, restartIfNeeded: func(string) (systemd.Decision, error) { return systemd.Decision{}, errJob }}
 	c = withFakes(filesOnly(h, pl, "qemu", "clh"), failing, &fakeCRI{log: &log, handlers: serving("kata", "kata-qemu")})
 	c.Restart = true
 	_, err = c.Install(ctx)
 	assert.Check(t, is.ErrorContains(err, errJob.Error()))
-	assert.Check(t, is.DeepEqual(snapshot(t, h), before), "the failed re-install did not restore the first install")
+	assert.Check(t, is.DeepEqual(hosttest.Snapshot(t, h), before), "the failed re-install did not restore the first install")
 }

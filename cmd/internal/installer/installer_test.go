@@ -64,7 +64,7 @@ func filesOnly(hostRoot, payload string, shims ...string) *Config {
 func TestRecordDrivesUninstall(t *testing.T) {
 	ctx := context.Background()
 	h := host(t)
-	before := snapshot(t, h)
+	before := hosttest.Snapshot(t, h)
 	pl := payload(t, "qemu", "fc")
 
 	c := filesOnly(h, pl, "qemu", "fc")
@@ -79,7 +79,6 @@ func TestRecordDrivesUninstall(t *testing.T) {
 	rec, err := c0.loadRecord(root)
 	assert.NilError(t, err)
 	assert.Assert(t, rec != nil)
-	_ = root
 	assert.Check(t, is.Equal(rec.State, noderecord.PendingRestart))
 	assert.Check(t, is.Equal(rec.Dest, "/usr/local/lib/x/kata"))
 	assert.Check(t, is.DeepEqual(rec.HandlerNames(), []string{"kata", "kata-qemu", "kata-fc"}))
@@ -106,7 +105,7 @@ func TestRecordDrivesUninstall(t *testing.T) {
 	// Uninstall with none of the install's flags.
 	u := &Config{HostRoot: h, Runtime: "auto", Shims: []string{"qemu", "clh", "dragonball"}, VerifyTimeout: time.Second}
 	assert.NilError(t, u.Uninstall(ctx))
-	assert.Check(t, is.DeepEqual(snapshot(t, h), before), "uninstall left something behind")
+	assert.Check(t, is.DeepEqual(hosttest.Snapshot(t, h), before), "uninstall left something behind")
 
 	st, err = filesOnly(h, "", "qemu").Status(ctx)
 	assert.NilError(t, err)
@@ -124,14 +123,14 @@ func normalise(s string) string {
 func TestPlanRunsInstallChecks(t *testing.T) {
 	ctx := context.Background()
 	h := host(t)
-	before := snapshot(t, h)
+	before := hosttest.Snapshot(t, h)
 	pl := payload(t, "qemu")
 	c := filesOnly(h, pl, "qemu", "fc")
 	err := c.Plan(ctx, &bytes.Buffer{})
 	assert.Check(t, is.ErrorContains(err, "no Kata config for shim fc"))
 	_, ierr := filesOnly(h, pl, "qemu", "fc").Install(ctx)
 	assert.Check(t, is.ErrorContains(ierr, "no Kata config for shim fc"))
-	assert.Check(t, is.DeepEqual(snapshot(t, h), before), "a refused install changed the host")
+	assert.Check(t, is.DeepEqual(hosttest.Snapshot(t, h), before), "a refused install changed the host")
 
 	// A snapshotter containerd 1.6 would ignore.
 	c = filesOnly(h, payload(t, "qemu", "fc"), "qemu", "fc")
@@ -140,7 +139,7 @@ func TestPlanRunsInstallChecks(t *testing.T) {
 	assert.Check(t, is.ErrorContains(c.Plan(ctx, &bytes.Buffer{}), "no per-runtime snapshotter"))
 	c.Snapshotters = map[string]string{"clh": "devmapper"}
 	assert.Check(t, is.ErrorContains(c.Plan(ctx, &bytes.Buffer{}), `shim "clh" is not among the selected shims`))
-	assert.Check(t, is.DeepEqual(snapshot(t, h), before))
+	assert.Check(t, is.DeepEqual(hosttest.Snapshot(t, h), before))
 }
 
 // TestStatusUntouched: a node with nothing installed has no installs, in a
@@ -178,14 +177,6 @@ func TestCleanupRefusesInstalledNode(t *testing.T) {
 	assert.Check(t, rec == nil, "the cleanup keeps the record it acted on")
 }
 
-// snapshot is the host tree without /run, where installs take their lock.
-func snapshot(t *testing.T, h string) map[string]string {
-	s := hosttest.Snapshot(t, h)
-	delete(s, "run/")
-	delete(s, "run/kata-deploy.lock")
-	return s
-}
-
 // TestContainerd16ShimLinks: on containerd 1.6, plan shows the shim links,
 // install makes them (they are not config files in the record), and
 // uninstall takes them away with everything else.
@@ -193,7 +184,7 @@ func TestContainerd16ShimLinks(t *testing.T) {
 	ctx := context.Background()
 	h := host(t)
 	assert.NilError(t, os.MkdirAll(filepath.Join(h, "usr/local/bin"), 0o755))
-	before := snapshot(t, h)
+	before := hosttest.Snapshot(t, h)
 	pl := payload(t, "qemu")
 	c := filesOnly(h, pl, "qemu")
 	c.RuntimeVersion = "1.6.20"
@@ -214,5 +205,5 @@ func TestContainerd16ShimLinks(t *testing.T) {
 
 	u := &Config{HostRoot: h, Runtime: "auto", VerifyTimeout: time.Second}
 	assert.NilError(t, u.Uninstall(ctx))
-	assert.Check(t, is.DeepEqual(snapshot(t, h), before), "uninstall left something behind")
+	assert.Check(t, is.DeepEqual(hosttest.Snapshot(t, h), before), "uninstall left something behind")
 }
