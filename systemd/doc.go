@@ -5,8 +5,9 @@
 // It talks directly to systemd's private socket under the host root
 // (<host-root>/run/systemd/private by default): no bus daemon, no Hello, no
 // nsenter and no systemctl binary. That socket only answers peers in the
-// host's PID namespace or in a child of it, which is where a privileged
-// DaemonSet pod with the host root mounted sits.
+// host's PID namespace or in a child of it, which is where any pod sits
+// (no hostPID, no privilege needed), given uid 0 and the host's
+// /run/systemd mounted.
 //
 // Every call takes a context. A restart waits for systemd's job result.
 // "done" is success. A restart that leaves the unit failed (systemd's start

@@ -41,7 +41,7 @@ func run(ctx context.Context, args []string, env cli.Environ) error {
 	hostRoot := fs.String("host-root", "/host", "where the node's root file system is mounted")
 	rt := fs.String("runtime", "auto", "container runtime: containerd, crio, k3s, k3s-agent, rke2-server, rke2-agent, k0s, microk8s or auto")
 	rtVersion := fs.String("runtime-version", "", "the runtime's version, e.g. 1.6.20 (default: from the Node, else from the runtime's CRI socket)")
-	rtConfig := fs.String("runtime-config", "", "host path of containerd's config file, or of CRI-O's drop-in directory, when the runtime does not use its usual one")
+	rtConfig := fs.String("runtime-config", "", "host path of containerd's config file (k0s: its drop-in directory), or of CRI-O's drop-in directory, when the runtime does not use its usual one")
 	payload := fs.String("payload", "/opt/kata-artifacts", "Kata payload: a kata-static tree or tarball (.tar, .tar.gz, .tar.xz, .tar.zst)")
 	mode := fs.String("mode", string(runtime.ModeRuntimeClass), "how pods opt in: runtimeclass, or untrusted (the io.kubernetes.cri.untrusted-workload annotation; containerd 1.x)")
 	shims := fs.StringSlice("shims", []string{"qemu", "clh", "dragonball"}, "Kata shims to register, as handlers kata-<shim> (fc also needs --snapshotter fc=devmapper)")

@@ -9,7 +9,9 @@
 // engines' journals under /var/lib/kata-deploy, one file per install
 // (install.json, or install-<suffix>.json for a named second install).
 //
-// The record is written before the first change it describes and removed
-// after the last change of an uninstall, so that a crash at any point
-// leaves a record that names at least what is on the host.
+// The record is written before the first change it describes, so that a
+// crash at any point leaves a record that names at least what is on the
+// host. An uninstall without an API server removes it after its last
+// change; with one, it keeps it in state "uninstalled" for kata-cleanup,
+// which removes it once it has restarted what the record names.
 package noderecord

@@ -19,7 +19,9 @@ import (
 // Install installs Kata on the node: payload, runtime config, restart when
 // needed, verification, label. A restart or verification that fails puts
 // the runtime config back, restarts the runtime again and leaves the node
-// unlabelled. Running it again on an installed node changes nothing.
+// unlabelled; the payload goes only if this run put the first one there (a
+// failed re-install keeps the new payload: the old one is not kept to swap
+// back). Running it again on an installed node changes nothing.
 //
 // It returns the kata-runtime state the node now has: KataInstalled once
 // the runtime was verified to serve every handler, KataWaitingRestart when
