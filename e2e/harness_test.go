@@ -17,9 +17,6 @@ import (
 	rbacv1 "k8s.io/api/rbac/v1"
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
 	"k8s.io/client-go/kubernetes"
-	"k8s.io/client-go/rest"
-	"k8s.io/client-go/tools/clientcmd"
-	clientcmdapi "k8s.io/client-go/tools/clientcmd/api"
 
 	"github.com/kata-deploy/kata-deploy/internal/testing/testbed"
 	"github.com/kata-deploy/kata-deploy/nodelabel"
@@ -74,21 +71,11 @@ func newCluster(t *testing.T) *cluster {
 			Subjects:   []rbacv1.Subject{{Kind: "ServiceAccount", Namespace: namespace, Name: name}},
 		}, metav1.CreateOptions{})
 		must(t, err)
-		c.kubeconfigs[name] = kubeconfig(t, cp.ServiceAccountConfig(t, namespace, name))
+		kc, err := cp.KubeconfigFor(name, cp.ServiceAccountConfig(t, namespace, name).BearerToken)
+		must(t, err)
+		c.kubeconfigs[name] = kc
 	}
 	return c
-}
-
-func kubeconfig(t *testing.T, cfg *rest.Config) []byte {
-	t.Helper()
-	kc := clientcmdapi.NewConfig()
-	kc.Clusters["c"] = &clientcmdapi.Cluster{Server: cfg.Host, CertificateAuthorityData: cfg.CAData}
-	kc.AuthInfos["u"] = &clientcmdapi.AuthInfo{Token: cfg.BearerToken}
-	kc.Contexts["c"] = &clientcmdapi.Context{Cluster: "c", AuthInfo: "u"}
-	kc.CurrentContext = "c"
-	data, err := clientcmd.Write(*kc)
-	must(t, err)
-	return data
 }
 
 // node is a testbed node registered with the cluster, with kata-deploy's

@@ -23,8 +23,6 @@ import (
 	"github.com/google/go-containerregistry/pkg/registry"
 	corev1 "k8s.io/api/core/v1"
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
-	"k8s.io/client-go/tools/clientcmd"
-	clientcmdapi "k8s.io/client-go/tools/clientcmd/api"
 )
 
 // Cluster is a whole Kubernetes cluster on this machine: etcd, kube-apiserver,
@@ -291,11 +289,11 @@ func (c *Cluster) startNode(t testing.TB, i int, f Flavour, name, token, proxyTo
 // credentials, CNI network, and the runtime's config with the registry mirror.
 func (c *Cluster) nodeFiles(i int, f Flavour, name, token, proxyToken string) ([]NodeOption, error) {
 	addr, gw := c.nodeAddrs(i)
-	kubelet, err := c.kubeconfigFor("system:node:"+name, token)
+	kubelet, err := c.KubeconfigFor("system:node:"+name, token)
 	if err != nil {
 		return nil, err
 	}
-	proxy, err := c.kubeconfigFor("system:kube-proxy", proxyToken)
+	proxy, err := c.KubeconfigFor("system:kube-proxy", proxyToken)
 	if err != nil {
 		return nil, err
 	}
@@ -337,15 +335,6 @@ func (c *Cluster) nodeFiles(i int, f Flavour, name, token, proxyToken string) ([
 		}
 	}
 	return opts, nil
-}
-
-func (c *Cluster) kubeconfigFor(user, token string) ([]byte, error) {
-	cfg := clientcmdapi.NewConfig()
-	cfg.Clusters["testbed"] = &clientcmdapi.Cluster{Server: c.host, CertificateAuthorityData: c.caPEM}
-	cfg.AuthInfos[user] = &clientcmdapi.AuthInfo{Token: token}
-	cfg.Contexts["testbed"] = &clientcmdapi.Context{Cluster: "testbed", AuthInfo: user}
-	cfg.CurrentContext = "testbed"
-	return clientcmd.Write(*cfg)
 }
 
 func kubeletConfig(endpoint string) string {

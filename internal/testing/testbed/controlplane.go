@@ -321,13 +321,23 @@ func signingKey() (keyPEM, pubPEM []byte, err error) {
 		pem.EncodeToMemory(&pem.Block{Type: "PUBLIC KEY", Bytes: pubDER}), nil
 }
 
-func (c *ControlPlane) writeKubeconfig() error {
+// KubeconfigFor returns a kubeconfig for the API server that authenticates
+// user with a bearer token.
+func (c *ControlPlane) KubeconfigFor(user, token string) ([]byte, error) {
 	cfg := clientcmdapi.NewConfig()
 	cfg.Clusters["testbed"] = &clientcmdapi.Cluster{Server: c.host, CertificateAuthorityData: c.caPEM}
-	cfg.AuthInfos["testbed-admin"] = &clientcmdapi.AuthInfo{Token: c.adminToken}
-	cfg.Contexts["testbed"] = &clientcmdapi.Context{Cluster: "testbed", AuthInfo: "testbed-admin"}
+	cfg.AuthInfos[user] = &clientcmdapi.AuthInfo{Token: token}
+	cfg.Contexts["testbed"] = &clientcmdapi.Context{Cluster: "testbed", AuthInfo: user}
 	cfg.CurrentContext = "testbed"
-	if err := clientcmd.WriteToFile(*cfg, c.kubeconfig); err != nil {
+	return clientcmd.Write(*cfg)
+}
+
+func (c *ControlPlane) writeKubeconfig() error {
+	data, err := c.KubeconfigFor("testbed-admin", c.adminToken)
+	if err == nil {
+		err = os.WriteFile(c.kubeconfig, data, 0o600)
+	}
+	if err != nil {
 		return fmt.Errorf("write kubeconfig: %w", err)
 	}
 	return nil
