@@ -16,7 +16,6 @@ import (
 func invoke(t *testing.T, vars []string, args ...string) (code int, stdout, stderr string) {
 	t.Helper()
 	var out, errb bytes.Buffer
-	// As main sets them: the image's variables for the installer.
 	env := cli.Environ{Vars: vars, Stdout: &out, Stderr: &errb}
 	code = cli.ExitCode(run(context.Background(), args, env), &errb)
 	return code, out.String(), errb.String()
