@@ -30,15 +30,9 @@ type Targeting struct {
 // rolling update (it targets the node: keep Kata installed) from an
 // uninstall or an unlabelled node (it does not: clean up).
 func (c *Client) DaemonSetTargetsNode(ctx context.Context, namespace, name string) (Targeting, error) {
-	ds, err := c.api.GetDaemonSet(ctx, namespace, name)
-	if apierrors.IsNotFound(err) {
-		return Targeting{Reason: fmt.Sprintf("DaemonSet %s/%s does not exist", namespace, name)}, nil
-	}
-	if err != nil {
-		return Targeting{}, fmt.Errorf("node %s: read DaemonSet %s/%s: %w", c.node, namespace, name, err)
-	}
-	if ds.DeletionTimestamp != nil {
-		return Targeting{Reason: fmt.Sprintf("DaemonSet %s/%s is being deleted", namespace, name)}, nil
+	ds, gone, err := c.daemonSet(ctx, namespace, name)
+	if err != nil || gone != "" {
+		return Targeting{Reason: gone}, err
 	}
 	node, err := c.api.GetNode(ctx, c.node)
 	if err != nil {
@@ -47,6 +41,45 @@ func (c *Client) DaemonSetTargetsNode(ctx context.Context, namespace, name strin
 	t := targets(logr.FromSlogHandler(c.log.Handler()), ds, node)
 	c.log.Info("DaemonSet targeting", "daemonset", namespace+"/"+name, "targets", t.Targets, "reason", t.Reason)
 	return t, nil
+}
+
+// daemonSet reads the DaemonSet namespace/name. gone says why it is no
+// more, when it does not exist or is being deleted: kata-deploy is being
+// removed, not rolled.
+func (c *Client) daemonSet(ctx context.Context, namespace, name string) (ds *appsv1.DaemonSet, gone string, err error) {
+	ds, err = c.api.GetDaemonSet(ctx, namespace, name)
+	switch {
+	case apierrors.IsNotFound(err):
+		return nil, fmt.Sprintf("DaemonSet %s/%s does not exist", namespace, name), nil
+	case err != nil:
+		return nil, "", fmt.Errorf("node %s: read DaemonSet %s/%s: %w", c.node, namespace, name, err)
+	case ds.DeletionTimestamp != nil:
+		return nil, fmt.Sprintf("DaemonSet %s/%s is being deleted", namespace, name), nil
+	}
+	return ds, "", nil
+}
+
+// ReleaseRuntimeLabel is the runtime labeler's last step when it stops:
+// when its own DaemonSet namespace/name no longer exists or is being
+// deleted (kata-deploy is being removed), it removes the runtime label,
+// which nothing keeps any longer, so that no kata-deploy label outlives
+// kata-deploy on a node where nothing was installed. Otherwise (a rolling
+// update, a pod deleted or evicted: the DaemonSet starts another labeler)
+// the label stays. It reports whether it removed the label, and why not.
+func (c *Client) ReleaseRuntimeLabel(ctx context.Context, namespace, name string) (removed bool, reason string, err error) {
+	_, gone, err := c.daemonSet(ctx, namespace, name)
+	if err != nil {
+		return false, "", err
+	}
+	if gone == "" {
+		return false, fmt.Sprintf("DaemonSet %s/%s still exists: its next labeler keeps the label", namespace, name), nil
+	}
+	// A patch that names only the label removes it, or does nothing when
+	// it is gone already; no read needed.
+	if _, err := c.patchLabels(ctx, labelPatch{c.RuntimeLabel(): nil}); err != nil {
+		return false, "", err
+	}
+	return true, gone, nil
 }
 
 // targets is the DaemonSet controller's "should run" predicate: the

@@ -98,8 +98,9 @@ func (w *nodeWatch) latest(name string) *corev1.Node {
 
 // keep runs until ctx ends, patching the Node whenever its labels differ
 // from what want returns for it. want may return nil to leave the labels
-// alone for now (e.g. no runtime reported yet).
-func (c *Client) keep(ctx context.Context, what string, want func(*corev1.Node) labelPatch) error {
+// alone for now (e.g. no runtime reported yet), and a positive recheck to
+// be asked again after that long even if the Node does not change.
+func (c *Client) keep(ctx context.Context, what string, want func(n *corev1.Node, now time.Time) (p labelPatch, recheck time.Duration)) error {
 	w := c.watchNode(ctx)
 	defer func() { <-w.done }()
 
@@ -111,7 +112,7 @@ func (c *Client) keep(ctx context.Context, what string, want func(*corev1.Node) 
 	var written uint64
 	const minDelay, maxDelay = time.Second, 30 * time.Second
 	delay := minDelay
-	var retry <-chan time.Time
+	var retry, recheck <-chan time.Time
 	c.log.Info("keeping node labels", "what", what)
 	for {
 		select {
@@ -119,6 +120,7 @@ func (c *Client) keep(ctx context.Context, what string, want func(*corev1.Node) 
 			return nil
 		case <-w.kick:
 		case <-retry:
+		case <-recheck:
 		}
 		retry = nil
 		n := w.latest(c.node)
@@ -128,7 +130,12 @@ func (c *Client) keep(ctx context.Context, what string, want func(*corev1.Node) 
 		if rv, err := strconv.ParseUint(n.ResourceVersion, 10, 64); err == nil && rv < written {
 			continue
 		}
-		d := diff(n.Labels, want(n))
+		p, again := want(n, time.Now())
+		recheck = nil
+		if again > 0 {
+			recheck = time.After(again)
+		}
+		d := diff(n.Labels, p)
 		if d == nil {
 			continue
 		}
@@ -149,25 +156,31 @@ func (c *Client) keep(ctx context.Context, what string, want func(*corev1.Node) 
 
 // RunRuntimeLabeler keeps the runtime label (kata-containers.io/
 // container-runtime) equal to the runtime the Node reports in
-// status.nodeInfo.containerRuntimeVersion, until ctx ends. It puts the label
-// back when something removes it and follows a runtime change; a runtime
-// kata-deploy does not support removes the label, so that no installer
-// selects the node. It returns nil when ctx ends.
+// status.nodeInfo.containerRuntimeVersion, until ctx ends. It never acts on
+// a transient: while the Node is not Ready or reports no runtime version
+// (the kubelet's "containerd://Unknown" while the runtime restarts) the
+// label stays as it is. A missing label is set at once; a label that
+// disagrees with the runtime follows it (another runtime, or removed for
+// one kata-deploy does not support) only once the Node has reported that
+// runtime for the settle time (WithSettle). It returns nil when ctx ends.
 func (c *Client) RunRuntimeLabeler(ctx context.Context) error {
 	key := c.RuntimeLabel()
-	return c.keep(ctx, "runtime label", func(n *corev1.Node) labelPatch {
-		crv := n.Status.NodeInfo.ContainerRuntimeVersion
-		if crv == "" {
-			return nil // the kubelet has not reported yet
+	rule := runtimeLabelRule{settle: c.settle}
+	var said string
+	return c.keep(ctx, "runtime label", func(n *corev1.Node, now time.Time) (labelPatch, time.Duration) {
+		current, has := n.Labels[key]
+		r := rule.decide(current, has, readRuntime(n), now)
+		if r.why != said {
+			c.log.Info("runtime label", "label", key, "value", current, "decision", r.why)
+			said = r.why
 		}
-		v, err := RuntimeLabelValue(crv)
-		if err != nil {
-			if _, has := n.Labels[key]; has {
-				c.log.Warn("unsupported container runtime, removing label", "runtime", crv, "err", err)
-			}
-			return labelPatch{key: nil}
+		switch {
+		case r.remove:
+			return labelPatch{key: nil}, 0
+		case r.set != nil:
+			return labelPatch{key: r.set}, 0
 		}
-		return labelPatch{key: &v}
+		return nil, r.recheck
 	})
 }
 
@@ -178,8 +191,8 @@ func (c *Client) RunRuntimeLabeler(ctx context.Context) error {
 func (c *Client) KeepKataState(ctx context.Context, state KataState) error {
 	s := string(state)
 	key := c.KataLabel()
-	return c.keep(ctx, fmt.Sprintf("%s=%s", key, s), func(*corev1.Node) labelPatch {
-		return labelPatch{key: &s}
+	return c.keep(ctx, fmt.Sprintf("%s=%s", key, s), func(*corev1.Node, time.Time) (labelPatch, time.Duration) {
+		return labelPatch{key: &s}, 0
 	})
 }
 

@@ -5,6 +5,7 @@ import (
 	"errors"
 	"fmt"
 	"log/slog"
+	"time"
 
 	"k8s.io/apimachinery/pkg/util/validation"
 )
@@ -49,6 +50,7 @@ type Client struct {
 	node      string
 	domain    string
 	component string
+	settle    time.Duration
 	log       *slog.Logger
 }
 
@@ -63,6 +65,12 @@ func WithDomain(domain string) Option { return func(c *Client) { c.domain = doma
 // field manager of label writes (default kata-deploy).
 func WithComponent(name string) Option { return func(c *Client) { c.component = name } }
 
+// WithSettle sets how long the Node must keep reporting a runtime that
+// differs from the runtime label before RunRuntimeLabeler changes the label
+// (default DefaultSettle). Zero follows at once; transients (a Node not
+// Ready, a runtime that reports no version) are never followed.
+func WithSettle(d time.Duration) Option { return func(c *Client) { c.settle = d } }
+
 // WithLogger logs to l; the default discards. The watches' own logging
 // (client-go's reflector) goes to l as well.
 func WithLogger(l *slog.Logger) Option {
@@ -76,7 +84,7 @@ func WithLogger(l *slog.Logger) Option {
 // New returns a Client for the Node named node, calling the API server
 // through api (NewAPI, or clientset.API for a client-go clientset).
 func New(api API, node string, opts ...Option) (*Client, error) {
-	c := &Client{api: api, node: node, domain: DefaultDomain, component: DefaultComponent, log: slog.New(slog.DiscardHandler)}
+	c := &Client{api: api, node: node, domain: DefaultDomain, component: DefaultComponent, settle: DefaultSettle, log: slog.New(slog.DiscardHandler)}
 	for _, o := range opts {
 		o(c)
 	}
@@ -88,6 +96,9 @@ func New(api API, node string, opts ...Option) (*Client, error) {
 	}
 	if errs := validation.IsQualifiedName(c.domain + "/" + KataLabelName); len(errs) > 0 {
 		return nil, fmt.Errorf("nodelabel: label domain %q: %v", c.domain, errs)
+	}
+	if c.settle < 0 {
+		return nil, fmt.Errorf("nodelabel: settle time %s: want zero or more", c.settle)
 	}
 	if errs := validation.IsDNS1123Subdomain(c.component); len(errs) > 0 {
 		return nil, fmt.Errorf("nodelabel: component %q: %v", c.component, errs)

@@ -58,8 +58,15 @@ func newClient(t *testing.T, cfg *rest.Config, node string, opts ...nodelabel.Op
 func testRuntimeLabeler(t *testing.T, cp *testbed.ControlPlane, admin kubernetes.Interface) {
 	createNode(t, admin, "rl-1", "containerd://1.6.20~ds1", map[string]string{"example.com/keep": "me"})
 	createNode(t, admin, "rl-other", "cri-o://1.34.0", nil) // another node: must not be touched
+	setReady(t, admin, "rl-other", corev1.ConditionTrue)
 	counter := newRequestCounter()
-	stop := run(t, newClient(t, counter.wrap(cp.AdminConfig()), "rl-1").RunRuntimeLabeler)
+	const settleTime = 2 * time.Second
+	stop := run(t, newClient(t, counter.wrap(cp.AdminConfig()), "rl-1", nodelabel.WithSettle(settleTime)).RunRuntimeLabeler)
+
+	// A registered Node that is not Ready yet is not labelled.
+	settle()
+	assert.Check(t, is.Equal(counter.writes(), 0), counter)
+	setReady(t, admin, "rl-1", corev1.ConditionTrue)
 
 	waitLabels(t, admin, "rl-1", "runtime label set", hasLabel(runtimeKey, "containerd"))
 	settle()
@@ -80,13 +87,25 @@ func testRuntimeLabeler(t *testing.T, cp *testbed.ControlPlane, admin kubernetes
 	settle()
 	assert.Check(t, is.Equal(counter.writes(), 2), counter)
 
-	// Someone sets it wrong: corrected.
+	// Someone sets it wrong: corrected, once the settle time has passed.
 	patchLabels(t, admin, "rl-1", `{"metadata":{"labels":{"`+runtimeKey+`":"crio"}}}`)
 	waitLabels(t, admin, "rl-1", "runtime label corrected", hasLabel(runtimeKey, "containerd"))
 
-	// The runtime changes: the label follows.
+	// Transients, however long they last, change nothing: the runtime
+	// restarting (the kubelet cannot ask its version), the Node NotReady.
+	writes := counter.writes()
+	updateStatus(t, admin, "rl-1", func(s *corev1.NodeStatus) { s.NodeInfo.ContainerRuntimeVersion = "containerd://Unknown" })
+	setReady(t, admin, "rl-1", corev1.ConditionFalse)
 	updateStatus(t, admin, "rl-1", func(s *corev1.NodeStatus) { s.NodeInfo.ContainerRuntimeVersion = "cri-o://1.34.0" })
+	time.Sleep(settleTime + time.Second)
+	assert.Check(t, is.Equal(counter.writes(), writes), "a transient changed the label: %s", counter)
+	waitLabels(t, admin, "rl-1", "runtime label kept through transients", hasLabel(runtimeKey, "containerd"))
+
+	// The runtime changes for good: the label follows after the settle time.
+	changed := time.Now()
+	setReady(t, admin, "rl-1", corev1.ConditionTrue)
 	waitLabels(t, admin, "rl-1", "runtime label follows runtime", hasLabel(runtimeKey, "crio"))
+	assert.Check(t, time.Since(changed) >= settleTime, "followed after %s, before the settle time", time.Since(changed))
 
 	// An unsupported runtime: no label, so no installer selects the node.
 	updateStatus(t, admin, "rl-1", func(s *corev1.NodeStatus) { s.NodeInfo.ContainerRuntimeVersion = "docker://27.0.1" })
@@ -95,6 +114,7 @@ func testRuntimeLabeler(t *testing.T, cp *testbed.ControlPlane, admin kubernetes
 	// The node is deleted and registered again (k3s, rke2): labelled again.
 	deleteNode(t, admin, "rl-1")
 	createNode(t, admin, "rl-1", "containerd://2.2.9", nil)
+	setReady(t, admin, "rl-1", corev1.ConditionTrue)
 	labels := waitLabels(t, admin, "rl-1", "runtime label after re-registration", hasLabel(runtimeKey, "containerd"))
 	assert.Check(t, is.Equal(labels["kubernetes.io/hostname"], "rl-1"))
 
@@ -172,6 +192,7 @@ func testKataState(t *testing.T, cp *testbed.ControlPlane, admin kubernetes.Inte
 
 func testDomain(t *testing.T, cp *testbed.ControlPlane, admin kubernetes.Interface) {
 	createNode(t, admin, "dom-1", "cri-o://1.34.0", nil)
+	setReady(t, admin, "dom-1", corev1.ConditionTrue)
 	c := newClient(t, cp.AdminConfig(), "dom-1", nodelabel.WithDomain("katadeploy.example.com"))
 	assert.Check(t, is.Equal(c.RuntimeLabel(), "katadeploy.example.com/container-runtime"))
 	stop := run(t, c.RunRuntimeLabeler)

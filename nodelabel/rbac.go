@@ -14,10 +14,11 @@ import (
 // LabelerRules are the rules the runtime labeler needs
 // (RunRuntimeLabeler): list and watch its Node (the watch's LIST and WATCH,
 // restricted to the Node by field selector, which RBAC cannot express) and
-// patch its labels.
+// patch its labels; ReleaseRuntimeLabel reads the labeler's DaemonSet (get).
 func LabelerRules() []rbacv1.PolicyRule {
 	return []rbacv1.PolicyRule{
 		{APIGroups: []string{""}, Resources: []string{"nodes"}, Verbs: []string{"list", "watch", "patch"}},
+		{APIGroups: []string{"apps"}, Resources: []string{"daemonsets"}, Verbs: []string{"get"}},
 	}
 }
 

@@ -18,6 +18,7 @@ import (
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
 	"k8s.io/client-go/kubernetes"
 	"k8s.io/client-go/rest"
+	"k8s.io/client-go/util/retry"
 
 	"github.com/kata-deploy/kata-deploy/internal/testing/testbed"
 	"github.com/kata-deploy/kata-deploy/nodelabel"
@@ -232,7 +233,11 @@ func labelerScenario(ctx context.Context, sa nodelabel.API, admin kubernetes.Int
 	if err != nil {
 		return err
 	}
-	return whileRunning(ctx, c.RunRuntimeLabeler, func() error {
+	err = whileRunning(ctx, c.RunRuntimeLabeler, func() error {
+		// The labeler labels a Ready node only.
+		if err := markReady(ctx, admin, node); err != nil {
+			return err
+		}
 		if err := awaitLabel(ctx, admin, node, runtimeKey, "containerd"); err != nil {
 			return err
 		}
@@ -242,6 +247,31 @@ func labelerScenario(ctx context.Context, sa nodelabel.API, admin kubernetes.Int
 			return err
 		}
 		return awaitLabel(ctx, admin, node, runtimeKey, "containerd")
+	})
+	if err != nil {
+		return err
+	}
+	// Stopped with its DaemonSet still there: the label stays.
+	if removed, _, err := c.ReleaseRuntimeLabel(ctx, rbacNamespace, "kata-deploy"); err != nil || removed {
+		return fmt.Errorf("released the label while the DaemonSet exists (removed %v): %w", removed, err)
+	}
+	// Stopped with its DaemonSet gone: the label goes.
+	if removed, _, err := c.ReleaseRuntimeLabel(ctx, rbacNamespace, "no-such-daemonset"); err != nil || !removed {
+		return fmt.Errorf("kept the label with the DaemonSet gone (removed %v): %w", removed, err)
+	}
+	return nil
+}
+
+// markReady sets the Node's Ready condition to True, as its kubelet would.
+func markReady(ctx context.Context, admin kubernetes.Interface, node string) error {
+	return retry.RetryOnConflict(retry.DefaultRetry, func() error {
+		n, err := admin.CoreV1().Nodes().Get(ctx, node, metav1.GetOptions{})
+		if err != nil {
+			return err
+		}
+		n.Status.Conditions = []corev1.NodeCondition{{Type: corev1.NodeReady, Status: corev1.ConditionTrue, Reason: "KubeletReady"}}
+		_, err = admin.CoreV1().Nodes().UpdateStatus(ctx, n, metav1.UpdateOptions{})
+		return err
 	})
 }
 

@@ -230,7 +230,7 @@ func (h *Health) Serve(ctx context.Context, addr string, log *slog.Logger) error
 }
 
 // NodeClient returns the client of one node, as the three commands use it.
-func NodeClient(kubeconfig, node, domain string, log *slog.Logger) (*nodelabel.Client, error) {
+func NodeClient(kubeconfig, node, domain string, log *slog.Logger, opts ...nodelabel.Option) (*nodelabel.Client, error) {
 	if node == "" {
 		return nil, Usage("--node-name is required (or %s)", EnvName("node-name"))
 	}
@@ -242,5 +242,5 @@ func NodeClient(kubeconfig, node, domain string, log *slog.Logger) (*nodelabel.C
 	if err != nil {
 		return nil, err
 	}
-	return nodelabel.New(api, node, nodelabel.WithDomain(domain), nodelabel.WithLogger(log))
+	return nodelabel.New(api, node, append([]nodelabel.Option{nodelabel.WithDomain(domain), nodelabel.WithLogger(log)}, opts...)...)
 }
