@@ -18,6 +18,9 @@ type Targeting struct {
 	// Targets is true when the DaemonSet controller would run a pod of
 	// the DaemonSet on the Node.
 	Targets bool
+	// Removed is true when the DaemonSet does not exist or is being
+	// deleted: a removal, not a node that momentarily does not match.
+	Removed bool
 	// Reason explains the answer in words fit for a log line.
 	Reason string
 }
@@ -32,7 +35,7 @@ type Targeting struct {
 func (c *Client) DaemonSetTargetsNode(ctx context.Context, namespace, name string) (Targeting, error) {
 	ds, gone, err := c.daemonSet(ctx, namespace, name)
 	if err != nil || gone != "" {
-		return Targeting{Reason: gone}, err
+		return Targeting{Removed: gone != "", Reason: gone}, err
 	}
 	node, err := c.api.GetNode(ctx, c.node)
 	if err != nil {

@@ -31,7 +31,15 @@ const (
 	ReasonUninstallFailed    Reason = "KataUninstallFailed"
 	// ReasonWaitingRestart says Kata is written but waits for the
 	// runtime's next restart before the node is labelled for it.
-	ReasonWaitingRestart   Reason = "KataWaitingForRestart"
+	ReasonWaitingRestart Reason = "KataWaitingForRestart"
+	// ReasonKeptInstalled says an installer stopped without uninstalling,
+	// and why: its DaemonSet still targets the node (a rolling update, a
+	// pod deleted or evicted), or it could not tell.
+	ReasonKeptInstalled Reason = "KataKeptInstalled"
+	// ReasonRemovalConfirmed says an installer that stopped is
+	// uninstalling, and why: its DaemonSet is gone or being deleted, or
+	// no longer targets the node after the grace period.
+	ReasonRemovalConfirmed Reason = "KataRemovalConfirmed"
 	ReasonCleanupStarted   Reason = "KataCleanupStarted"
 	ReasonCleanupSucceeded Reason = "KataCleanupSucceeded"
 	ReasonCleanupFailed    Reason = "KataCleanupFailed"

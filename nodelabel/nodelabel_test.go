@@ -349,6 +349,7 @@ func testDaemonSetTargetsNode(t *testing.T, cp *testbed.ControlPlane, admin kube
 		assert.NilError(t, err)
 		assert.Check(t, is.Equal(got.Targets, want), got.Reason)
 		assert.Check(t, is.Contains(got.Reason, reason))
+		assert.Check(t, is.Equal(got.Removed, strings.Contains(reason, "deleted")), got.Reason)
 	}
 	// The API server's admission taints a new Node not-ready:NoSchedule
 	// until the node lifecycle controller (absent here) sees it Ready;
@@ -388,6 +389,7 @@ func testDaemonSetTargetsNode(t *testing.T, cp *testbed.ControlPlane, admin kube
 		assert.NilError(t, err)
 		if strings.Contains(got.Reason, "does not exist") {
 			assert.Check(t, !got.Targets)
+			assert.Check(t, got.Removed)
 			break
 		}
 		if time.Now().After(deadline) {

@@ -88,6 +88,19 @@ func (r Runtime) String() string {
 	return scheme + "://" + r.Version.String()
 }
 
+// ParseKind parses the runtime name a kubelet reports before "://" in a
+// Node's status.nodeInfo.containerRuntimeVersion: "containerd", or "cri-o"
+// (also "crio").
+func ParseKind(name string) (Kind, error) {
+	switch name {
+	case "containerd":
+		return Containerd, nil
+	case "cri-o", "crio":
+		return CRIO, nil
+	}
+	return "", fmt.Errorf("unsupported runtime %q (want containerd or cri-o)", name)
+}
+
 // ParseRuntime parses a Node's status.nodeInfo.containerRuntimeVersion, such
 // as "containerd://1.6.20", "containerd://1.7.22-k3s1" or "cri-o://1.34.0".
 func ParseRuntime(s string) (Runtime, error) {
@@ -95,14 +108,9 @@ func ParseRuntime(s string) (Runtime, error) {
 	if !ok {
 		return Runtime{}, fmt.Errorf("container runtime version %q: want <runtime>://<version>", s)
 	}
-	var kind Kind
-	switch scheme {
-	case "containerd":
-		kind = Containerd
-	case "cri-o", "crio":
-		kind = CRIO
-	default:
-		return Runtime{}, fmt.Errorf("container runtime version %q: unsupported runtime %q (want containerd or cri-o)", s, scheme)
+	kind, err := ParseKind(scheme)
+	if err != nil {
+		return Runtime{}, fmt.Errorf("container runtime version %q: %w", s, err)
 	}
 	v, err := ParseVersion(ver)
 	if err != nil {

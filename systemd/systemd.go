@@ -396,10 +396,12 @@ func (c *Client) leftFailed(ctx context.Context, unit string) bool {
 }
 
 // settleTimeout bounds how long a restart waits for a start or stop that
-// is already under way: runtimes start in well under a second, and a start
-// that hangs (a notify service that never notifies) is what a restart must
-// replace.
-const settleTimeout = 10 * time.Second
+// is already under way. A runtime on a busy node with hundreds of
+// containers can take tens of seconds to start, and restarting it in the
+// middle would start it all over: that start is waited for. A start that
+// hangs is failed by systemd itself after the unit's TimeoutStartSec (90 s
+// by default); this bound is for units that set none (k3s).
+const settleTimeout = 5 * time.Minute
 
 // settle waits while the unit is starting, stopping or reloading under a
 // job someone else queued (typically the restart of an installer that was

@@ -53,7 +53,8 @@ func run(ctx context.Context, args []string, env cli.Environ) error {
 	label := fs.Bool("label", true, "use the API server: read the Node, label it, record events (false: no API server needed)")
 	once := fs.Bool("once", false, "exit after installing instead of waiting for SIGTERM")
 	node := fs.String("node-name", "", "this node's name (required with --label)")
-	ds := fs.String("daemonset", "", "namespace/name of this installer's DaemonSet: on SIGTERM, uninstall only if it no longer targets the node")
+	ds := fs.String("daemonset", "", "namespace/name of this installer's DaemonSet: on SIGTERM, uninstall only if it is gone or being deleted, or no longer targets the node for --mismatch-grace")
+	mismatchGrace := fs.Duration("mismatch-grace", installer.DefaultMismatchGrace, "on SIGTERM, how long the DaemonSet must keep not targeting the node before that counts as a removal")
 	health := fs.String("health-addr", ":8091", "address for /healthz and /readyz (empty: none)")
 	domain := fs.String("label-domain", nodelabel.DefaultDomain, "domain of the node labels")
 	kubeconfig := fs.String("kubeconfig", "", "kubeconfig file (default: in-cluster)")
@@ -94,7 +95,8 @@ func run(ctx context.Context, args []string, env cli.Environ) error {
 			return err
 		}
 	}
-	return installer.Run(ctx, cfg, installer.RunOptions{Command: sub, HealthAddr: *health, Once: *once, DaemonSet: *ds, Output: *output, Stdout: stdout})
+	return installer.Run(ctx, cfg, installer.RunOptions{Command: sub, HealthAddr: *health, Once: *once, DaemonSet: *ds, MismatchGrace: *mismatchGrace,
+		Output: *output, Stdout: stdout})
 }
 
 // checkFlags refuses, as usage errors and before anything is read, flag

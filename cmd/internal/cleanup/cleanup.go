@@ -93,14 +93,16 @@ func (c *Config) Run(ctx context.Context) (err error) {
 			return fmt.Errorf("the node's records name two runtimes, %s and %s: clean up by hand", recs[0].Runtime.Variant, r.Runtime.Variant)
 		}
 	}
-	want := c.Runtime
+	want, node := c.Runtime, c.Node
 	if len(recs) > 0 {
 		if want != "" && want != "auto" && want != recs[0].Runtime.Variant {
 			c.log().Warn("acting on the runtime the node records, not on the flag", "flag", "runtime", "given", want, "recorded", recs[0].Runtime.Variant)
 		}
-		want = recs[0].Runtime.Variant
+		// The records name the runtime: what the Node says of it (nothing
+		// useful while the runtime restarts) is not needed.
+		want, node = recs[0].Runtime.Variant, nil
 	}
-	t, _, err := hostnode.Variant(ctx, root, c.Node, want)
+	t, _, err := hostnode.Variant(ctx, root, node, want, c.log())
 	if err != nil {
 		return err
 	}

@@ -12,6 +12,7 @@ import (
 	"gotest.tools/v3/assert"
 	is "gotest.tools/v3/assert/cmp"
 	corev1 "k8s.io/api/core/v1"
+	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
 
 	"github.com/kata-deploy/kata-deploy/cmd/internal/cleanup"
 	"github.com/kata-deploy/kata-deploy/internal/hostfs"
@@ -94,6 +95,9 @@ func TestInstallBranches(t *testing.T) {
 		hook     func(h string) // run when the payload is installed
 		notReady bool           // the Node is not Ready
 		timesOut bool           // the verification is expected to time out
+		// stopAfter cancels the install's context after this long: the pod
+		// stopped mid-install. What it wrote stays, for the next run.
+		stopAfter time.Duration
 
 		wantErr     []string
 		wantState   nodelabel.KataState
@@ -158,14 +162,26 @@ func TestInstallBranches(t *testing.T) {
 				rollback, []string{"event KataInstallFailed"}),
 		},
 		{
-			name:     "the Node does not become ready: rolled back",
-			restart:  true,
-			cri:      fakeCRI{handlers: serving("runc", "kata", "kata-qemu")},
-			notReady: true,
-			timesOut: true,
-			wantErr:  []string{"node node-1: not ready for Kata: Ready=False: context deadline exceeded"},
-			wantCalls: cat(installed, verified,
-				rollback, []string{"event KataInstallFailed"}),
+			// The runtime serves the handlers: the config is good, and the
+			// Node catching up is waited for, never a reason to undo it.
+			name:       "the Node does not become ready: waited for, not rolled back; the stop leaves it installed",
+			restart:    true,
+			cri:        fakeCRI{handlers: serving("runc", "kata", "kata-qemu")},
+			notReady:   true,
+			timesOut:   true,
+			stopAfter:  time.Second,
+			wantErr:    []string{"install interrupted: before labelling the node: node node-1: not ready for Kata: Ready=False"},
+			wantCalls:  cat(installed, verified),
+			wantRecord: noderecord.Installed,
+		},
+		{
+			name:       "stopped while verifying: not rolled back, no restart, the record says installing",
+			restart:    true,
+			cri:        fakeCRI{handlers: serving("runc")},
+			stopAfter:  time.Second,
+			wantErr:    []string{"install interrupted: the config stays applied for the next run to verify", "does not serve handlers kata, kata-qemu"},
+			wantCalls:  cat(installed, verified),
+			wantRecord: noderecord.Installing,
 		},
 		{
 			name:    "the rollback's own restart fails: both errors, the record stays",
@@ -228,6 +244,11 @@ func TestInstallBranches(t *testing.T) {
 	} {
 		t.Run(tc.name, func(t *testing.T) {
 			ctx := context.Background()
+			if tc.stopAfter > 0 {
+				var cancel context.CancelFunc
+				ctx, cancel = context.WithTimeout(ctx, tc.stopAfter)
+				defer cancel()
+			}
 			cfgText := tc.config
 			if cfgText == "" {
 				cfgText = containerdConfig
@@ -283,7 +304,7 @@ func TestInstallBranches(t *testing.T) {
 			assert.Check(t, is.Equal(state, tc.wantState), "err: %v", err)
 			assert.Check(t, is.DeepEqual(log.list(), tc.wantCalls))
 			added, removed, changed := hostDiff(before, hosttest.Snapshot(t, h))
-			if tc.wantState != "" {
+			if tc.wantState != "" || tc.stopAfter > 0 {
 				// Installed: the payload, the record and the config edit.
 				assert.Check(t, is.Contains(added, recordFile))
 				assert.Check(t, is.Contains(added, "opt/kata/bin/containerd-shim-kata-v2"))
@@ -349,8 +370,10 @@ func TestUninstallBranches(t *testing.T) {
 		withNode  bool
 		noRestart bool
 		crashed   bool // an earlier uninstall stopped after restoring the config
-		sd        fakeSystemd
-		cri       fakeCRI
+		// nodeReports is what the Node reports of its runtime at uninstall.
+		nodeReports string
+		sd          fakeSystemd
+		cri         fakeCRI
 
 		wantErr     string
 		wantCalls   []string
@@ -368,7 +391,18 @@ func TestUninstallBranches(t *testing.T) {
 		{
 			name:      "without an API server: nothing left, record included",
 			cri:       served,
-			wantCalls: []string{"cri Version", "cri Close", "cri Handlers", "cri Close", "systemd Restart containerd.service", "systemd Close"},
+			wantCalls: []string{"cri Handlers", "cri Close", "systemd Restart containerd.service", "systemd Close"},
+		},
+		{
+			// The kubelet could not ask the restarting runtime: the
+			// uninstall works from the record all the same.
+			name:        "the Node reports containerd://Unknown: uninstalled from the record",
+			withNode:    true,
+			nodeReports: "containerd://Unknown",
+			cri:         served,
+			wantCalls: []string{"event KataUninstallStarted", "cri Handlers", "cri Close",
+				"systemd Restart containerd.service", "systemd Close", "event KataUninstallSucceeded"},
+			wantRecord: noderecord.Uninstalled,
 		},
 		{
 			name:     "restart fails: config back, payload and record kept",
@@ -385,7 +419,7 @@ func TestUninstallBranches(t *testing.T) {
 			name: "the runtime does not answer: the version comes from the record, and it is restarted",
 			cri: fakeCRI{version: func() (string, error) { return "", errors.New("connection refused") },
 				handlers: notAnswering},
-			wantCalls: []string{"cri Version", "cri Close", "cri Handlers", "cri Close", "systemd Restart containerd.service", "systemd Close"},
+			wantCalls: []string{"cri Handlers", "cri Close", "systemd Restart containerd.service", "systemd Close"},
 		},
 		{
 			name:       "--restart=false: no systemd, the runtime is not asked",
@@ -399,12 +433,12 @@ func TestUninstallBranches(t *testing.T) {
 			name:      "repeated after a crash before the restart: restarts",
 			crashed:   true,
 			cri:       served,
-			wantCalls: []string{"cri Version", "cri Close", "cri Handlers", "cri Close", "systemd Restart containerd.service", "systemd Close"},
+			wantCalls: []string{"cri Handlers", "cri Close", "systemd Restart containerd.service", "systemd Close"},
 		},
 		{
 			name:      "repeated after a crash after the restart: does not restart again",
 			crashed:   true,
-			wantCalls: []string{"cri Version", "cri Close", "cri Handlers", "cri Close"},
+			wantCalls: []string{"cri Handlers", "cri Close"},
 		},
 	} {
 		t.Run(tc.name, func(t *testing.T) {
@@ -416,6 +450,13 @@ func TestUninstallBranches(t *testing.T) {
 				assert.Assert(t, is.ErrorContains(err, errJob.Error()))
 				assert.Assert(t, is.Equal(recordState(t, in.host), noderecord.Uninstalling))
 				in.log.reset()
+			}
+			if tc.nodeReports != "" {
+				n, err := in.cs.CoreV1().Nodes().Get(ctx, nodeName, metav1.GetOptions{})
+				assert.NilError(t, err)
+				n.Status.NodeInfo.ContainerRuntimeVersion = tc.nodeReports
+				_, err = in.cs.CoreV1().Nodes().UpdateStatus(ctx, n, metav1.UpdateOptions{})
+				assert.NilError(t, err)
 			}
 			sd, rt := tc.sd, tc.cri
 			c := in.config(&sd, &rt)

@@ -68,9 +68,9 @@ type Config struct {
 	Node *nodelabel.Client
 	Log  *slog.Logger
 
-	// recordedVersion is the runtime version the node's install record
-	// holds: what uninstall and status fall back to when the runtime does
-	// not answer (it may be stopped or broken).
+	// recordedVersion is the runtime version the adopted install record
+	// holds: what uninstall works from, whatever the Node or the runtime
+	// say at the time (restarting, stopped or unreachable).
 	recordedVersion string
 	// stateDirsMade are the directories the lock had to make for the
 	// state directory: a new record remembers them, so that the uninstall
@@ -136,26 +136,36 @@ func (c *Config) log() *slog.Logger {
 // object (or, without an API server, from the runtime's own CRI socket),
 // how it is packaged from the host's files, unless the config names it.
 func (c *Config) detect(ctx context.Context, root *hostfs.Root) (*target, error) {
+	// An adopted install record knows the runtime it configured: the Node,
+	// which may say "Unknown" while the runtime restarts or not answer at
+	// all, is not asked.
+	node := c.Node
+	if c.recordedVersion != "" {
+		node = nil
+	}
 	// The Node's runtime version is parsed once, by hostnode.Variant.
-	variant, rt, err := hostnode.Variant(ctx, root, c.Node, c.Runtime)
+	variant, rt, err := hostnode.Variant(ctx, root, node, c.Runtime, c.log())
 	if err != nil {
 		return nil, err
 	}
+	known := func(version string) error {
+		v, err := runtime.ParseVersion(version)
+		rt = runtime.Runtime{Kind: variant.Kind(), Version: v}
+		return err
+	}
 	switch {
 	case c.RuntimeVersion != "":
-		v, err := runtime.ParseVersion(c.RuntimeVersion)
-		if err != nil {
+		if err := known(c.RuntimeVersion); err != nil {
 			return nil, err
 		}
-		rt = runtime.Runtime{Kind: variant.Kind(), Version: v}
-	case rt.Kind == "":
-		reported, err := c.askRuntime(ctx, root, variant)
-		if err != nil && c.recordedVersion != "" {
-			c.log().Warn("the runtime does not answer; using the version the install record holds", "version", c.recordedVersion, "err", err)
-			reported, err = string(variant.Kind())+"://"+c.recordedVersion, nil
+	case c.recordedVersion != "":
+		if err := known(c.recordedVersion); err != nil {
+			return nil, fmt.Errorf("the install record's runtime version: %w", err)
 		}
+	case rt.Version == runtime.Version{}:
+		reported, err := c.askRuntime(ctx, root, variant)
 		if err != nil {
-			return nil, fmt.Errorf("cannot tell the %s version (no Node to read it from, and the runtime does not answer): set the runtime version explicitly: %w", variant.Kind(), err)
+			return nil, fmt.Errorf("cannot tell the %s version (the Node does not report it, and the runtime does not answer): set the runtime version explicitly: %w", variant.Kind(), err)
 		}
 		if rt, err = runtime.ParseRuntime(reported); err != nil {
 			return nil, err
@@ -217,17 +227,31 @@ func (c *Config) openCRI(root *hostfs.Root, v runtime.Variant) (criClient, error
 	return client, nil
 }
 
-// askRuntime asks the runtime's CRI socket for its version.
+// askRuntime asks the runtime's CRI socket for its version, waiting up to
+// VerifyTimeout (at least askTimeout) for a runtime that is restarting.
 func (c *Config) askRuntime(ctx context.Context, root *hostfs.Root, v runtime.Variant) (string, error) {
 	client, err := c.openCRI(root, v)
 	if err != nil {
 		return "", err
 	}
 	defer client.Close()
-	ctx, cancel := context.WithTimeout(ctx, 10*time.Second)
+	ctx, cancel := context.WithTimeout(ctx, max(c.VerifyTimeout, askTimeout))
 	defer cancel()
-	return client.Version(ctx)
+	for {
+		version, err := client.Version(ctx)
+		if err == nil {
+			return version, nil
+		}
+		select {
+		case <-ctx.Done():
+			return "", err
+		case <-time.After(500 * time.Millisecond):
+		}
+	}
 }
+
+// askTimeout is the least time askRuntime gives a runtime to answer.
+const askTimeout = 10 * time.Second
 
 func (c *Config) artifactOptions() []artifacts.Option {
 	return []artifacts.Option{artifacts.WithInstallation(c.installation()), artifacts.WithLogger(c.log()), artifacts.WithSettings(c.Settings)}
@@ -341,20 +365,15 @@ func (c *Config) waitServing(ctx context.Context, t *target, want []string, ever
 // handlerNames lists the names the runtime must serve after install.
 func (t *target) handlerNames() []string { return t.spec.HandlerNames() }
 
-// verify waits until the runtime itself serves every handler and, with an
-// API server, until the Node is Ready and lists them.
+// verify waits, for VerifyTimeout from now (the runtime is active again),
+// until the runtime itself serves every handler: the proof that the config
+// works. What the Node shows is the kubelet's view of it, waited for before
+// the node is labelled (settle), not a reason to undo the install.
 func (c *Config) verify(ctx context.Context, t *target) error {
-	ctx, cancel := context.WithTimeout(ctx, c.VerifyTimeout)
-	defer cancel()
 	want := t.handlerNames()
 	if err := c.waitServing(ctx, t, want, 500*time.Millisecond); err != nil {
 		return err
 	}
 	c.log().Info("the runtime serves the Kata handlers", "handlers", want)
-	if c.Node != nil {
-		if err := c.Node.WaitReady(ctx, want...); err != nil {
-			return err
-		}
-	}
 	return nil
 }

@@ -23,6 +23,11 @@ import (
 // failed re-install keeps the new payload: the old one is not kept to swap
 // back). Running it again on an installed node changes nothing.
 //
+// An install that ctx interrupts once the config is applied is not a
+// failure: nothing is undone (undoing would restart the runtime once more),
+// the record says how far it got, and the error wraps ErrInterrupted. The
+// next run restarts the runtime only if this one had not, and finishes.
+//
 // It returns the kata-runtime state the node now has: KataInstalled once
 // the runtime was verified to serve every handler, KataWaitingRestart when
 // restarting was disabled and the runtime does not serve them yet (a later
@@ -41,7 +46,7 @@ func (c *Config) Install(ctx context.Context) (state nodelabel.KataState, err er
 	start := time.Now()
 	c.event(ctx, nodelabel.ReasonInstallStarted, "installing Kata Containers")
 	defer func() {
-		if err != nil {
+		if err != nil && !errors.Is(err, ErrInterrupted) {
 			c.event(context.WithoutCancel(ctx), nodelabel.ReasonInstallFailed, "%v", err)
 		}
 	}()
@@ -93,6 +98,11 @@ func (c *Config) Install(ctx context.Context) (state nodelabel.KataState, err er
 		return "", err
 	}
 	verified, err := c.restartAndVerify(ctx, t)
+	if err != nil && ctx.Err() != nil {
+		// Stopped, not failed: the config may well be good, and rolling it
+		// back would restart the runtime once more.
+		return "", fmt.Errorf("%w: the config stays applied for the next run to verify: %w", ErrInterrupted, err)
+	}
 	if err != nil {
 		err = c.rollback(ctx, t, hadPayload, prev, err)
 		if len(unwrapAll(err)) == 1 {
@@ -101,14 +111,14 @@ func (c *Config) Install(ctx context.Context) (state nodelabel.KataState, err er
 		return "", err
 	}
 	if !verified {
-		if err := c.settle(ctx, root, rec, noderecord.PendingRestart, nodelabel.KataWaitingRestart); err != nil {
+		if err := c.settle(ctx, root, rec, noderecord.PendingRestart, nodelabel.KataWaitingRestart, nil); err != nil {
 			return "", err
 		}
 		c.event(ctx, nodelabel.ReasonWaitingRestart, "Kata Containers is written but %s was not restarted (restart disabled), so nothing serves handlers %s yet: the node is labelled %s=%s instead of true. Restart the runtime and run the installer again to verify and label it.",
 			t.variant.RuntimeUnit(), strings.Join(t.handlerNames(), ", "), c.kataLabel(), nodelabel.KataWaitingRestart)
 		return nodelabel.KataWaitingRestart, nil
 	}
-	if err := c.settle(ctx, root, rec, noderecord.Installed, nodelabel.KataInstalled); err != nil {
+	if err := c.settle(ctx, root, rec, noderecord.Installed, nodelabel.KataInstalled, t.handlerNames()); err != nil {
 		return "", err
 	}
 	c.event(ctx, nodelabel.ReasonInstallSucceeded, "Kata Containers installed in %s: handlers %s on %s %s",
@@ -116,16 +126,47 @@ func (c *Config) Install(ctx context.Context) (state nodelabel.KataState, err er
 	return nodelabel.KataInstalled, nil
 }
 
+// ErrInterrupted marks an install that its context stopped after the
+// runtime config was applied: not a failure, and not rolled back.
+var ErrInterrupted = errors.New("install interrupted")
+
 // settle records the install in state and, with an API server, labels the
 // node kata: the record first, so the node never says more than it holds.
-func (c *Config) settle(ctx context.Context, root *hostfs.Root, rec *noderecord.Record, state noderecord.State, kata nodelabel.KataState) error {
+// A node labelled installed must be Ready with the handlers listed first.
+// Neither wait is bounded but by ctx: the runtime has been verified to
+// serve the handlers, so an API server or kubelet that takes its time is
+// waited for, never a reason to undo the install.
+func (c *Config) settle(ctx context.Context, root *hostfs.Root, rec *noderecord.Record, state noderecord.State, kata nodelabel.KataState, handlers []string) error {
 	if err := c.saveRecord(root, rec, state); err != nil {
 		return err
 	}
 	if c.Node == nil {
 		return nil
 	}
-	return c.Node.SetKataState(ctx, kata)
+	for kata == nodelabel.KataInstalled {
+		wctx, cancel := context.WithTimeout(ctx, c.VerifyTimeout)
+		err := c.Node.WaitReady(wctx, handlers...)
+		cancel()
+		if err == nil {
+			break
+		}
+		if ctx.Err() != nil {
+			return fmt.Errorf("%w: before labelling the node: %w", ErrInterrupted, err)
+		}
+		c.log().Warn("the runtime serves the Kata handlers, but the Node does not show them yet; waiting before labelling it", "err", err)
+	}
+	for delay := time.Second; ; delay = min(2*delay, 30*time.Second) {
+		err := c.Node.SetKataState(ctx, kata)
+		if err == nil {
+			return nil
+		}
+		c.log().Warn("cannot label the node yet; trying again", "in", delay, "err", err)
+		select {
+		case <-ctx.Done():
+			return fmt.Errorf("%w: labelling the node: %w", ErrInterrupted, err)
+		case <-time.After(delay):
+		}
+	}
 }
 
 // unwrapAll returns the errors a joined error holds, or err alone.
