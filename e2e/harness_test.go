@@ -259,10 +259,15 @@ func (c *cluster) waitLabel(t *testing.T, nodeName, key, want string, d time.Dur
 	}
 }
 
-// events returns the reasons of the events recorded on a node.
+// events returns the events recorded on a node.
 func (c *cluster) events(t *testing.T, nodeName string) []corev1.Event {
 	t.Helper()
-	list, err := c.admin.CoreV1().Events(nodelabel.EventNamespace).List(context.Background(), metav1.ListOptions{
+	return nodeEvents(t, c.admin, nodeName)
+}
+
+func nodeEvents(t *testing.T, cs kubernetes.Interface, nodeName string) []corev1.Event {
+	t.Helper()
+	list, err := cs.CoreV1().Events(nodelabel.EventNamespace).List(context.Background(), metav1.ListOptions{
 		FieldSelector: "involvedObject.kind=Node,involvedObject.name=" + nodeName,
 	})
 	must(t, err)

@@ -60,6 +60,17 @@ const clusterNetPrefix = "10.213."
 // CI=true) when the testbed is not provisioned.
 func StartCluster(t testing.TB, flavours ...Flavour) *Cluster {
 	t.Helper()
+	return StartClusterWith(t, flavours)
+}
+
+// StartClusterWith is StartCluster with options, such as the faults in
+// faults.go.
+func StartClusterWith(t testing.TB, flavours []Flavour, opts ...ClusterOption) *Cluster {
+	t.Helper()
+	var o clusterOptions
+	for _, opt := range opts {
+		opt(&o)
+	}
 	e := requireEnv(t)
 	if len(flavours) == 0 {
 		flavours = Flavours()
@@ -110,7 +121,11 @@ func StartCluster(t testing.TB, flavours ...Flavour) *Cluster {
 	// One after another: a node boots in 1 to 2.5 s, and StartNode fails the
 	// test on the test's own goroutine. The kubelets register meanwhile.
 	for i, f := range flavours {
-		c.nodes = append(c.nodes, c.startNode(t, i+1, f, names[i], tokens[i], proxyToken))
+		var extra []NodeOption
+		for _, per := range o.perNode {
+			extra = append(extra, per(f)...)
+		}
+		c.nodes = append(c.nodes, c.startNode(t, i+1, f, names[i], tokens[i], proxyToken, extra...))
 	}
 	if err := c.waitNodesReady(t, 3*time.Minute); err != nil {
 		t.Fatalf("testbed: %v (logs in %s and the nodes' log directories)", err, c.logDir)
@@ -251,7 +266,7 @@ func (c *Cluster) Nodes() []*Node { return slices.Clone(c.nodes) }
 func (c *Cluster) Kubectl() string { return c.env.kubectl }
 
 // startNode boots node i (from 1) with its kubelet.
-func (c *Cluster) startNode(t testing.TB, i int, f Flavour, name, token, proxyToken string) *Node {
+func (c *Cluster) startNode(t testing.TB, i int, f Flavour, name, token, proxyToken string, extra ...NodeOption) *Node {
 	t.Helper()
 	_, gw := c.nodeAddrs(i)
 	hostIf := fmt.Sprintf("%sn%d", c.link, i)
@@ -259,7 +274,7 @@ func (c *Cluster) startNode(t testing.TB, i int, f Flavour, name, token, proxyTo
 	if err != nil {
 		t.Fatalf("testbed: node %s: %v", name, err)
 	}
-	opts := append(files,
+	opts := append(append(files, extra...),
 		WithName(name),
 		func(o *nodeOptions) {
 			o.layers = []string{c.env.kubeLayer}

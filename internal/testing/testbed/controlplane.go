@@ -41,7 +41,8 @@ type ControlPlane struct {
 	adminToken string
 	kubeconfig string
 	logDir     string
-	dir        string // certificates, keys, tokens
+	dir        string  // certificates, keys, tokens
+	api        *daemon // kube-apiserver, for the faults that stop it
 }
 
 // cpOptions are the differences between the loopback control plane and a cluster's.
@@ -203,7 +204,7 @@ func startControlPlane(ctx context.Context, e *env, dir, logDir string, o cpOpti
 		return nil, nil, fmt.Errorf("kube-apiserver: %w", err)
 	}
 	c = &ControlPlane{host: host, caPEM: caPEM, adminToken: adminToken, logDir: logDir, dir: dir,
-		kubeconfig: filepath.Join(dir, "admin.kubeconfig")}
+		kubeconfig: filepath.Join(dir, "admin.kubeconfig"), api: api}
 	if err := c.writeKubeconfig(); err != nil {
 		return nil, nil, err
 	}
