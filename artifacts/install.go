@@ -32,7 +32,7 @@ import (
 // kata-deploy did not install are kept.
 func Install(ctx context.Context, hostRoot, payload string, opts ...Option) (*Report, error) {
 	c := newConfig(opts)
-	t, err := openTarget(ctx, hostRoot, c, true)
+	t, err := openTarget(ctx, hostRoot, c, installing)
 	if err != nil {
 		return nil, fmt.Errorf("install kata: %w", err)
 	}
@@ -59,7 +59,7 @@ func (t *target) removeParents() {
 // Plan reports what Install would change, without writing anything.
 func Plan(ctx context.Context, hostRoot, payload string, opts ...Option) (*Report, error) {
 	c := newConfig(opts)
-	t, err := openTarget(ctx, hostRoot, c, false)
+	t, err := openTarget(ctx, hostRoot, c, readOnly)
 	if err != nil {
 		return nil, fmt.Errorf("plan kata installation: %w", err)
 	}
