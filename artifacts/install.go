@@ -56,7 +56,11 @@ func (t *target) removeParents() {
 	_, _ = t.root.RemoveEmptyDirs(t.parents)
 }
 
-// Plan reports what Install would change, without writing anything.
+// Plan reports what Install would change, without writing anything. It
+// runs the checks Install runs before it writes, the room on the
+// destination's file system included, also when the destination's
+// directory does not exist yet: a plan that succeeds is an install that
+// would not be refused for them.
 func Plan(ctx context.Context, hostRoot, payload string, opts ...Option) (*Report, error) {
 	c := newConfig(opts)
 	t, err := openTarget(ctx, hostRoot, c, readOnly)
