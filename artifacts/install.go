@@ -261,7 +261,7 @@ func (t *target) diff(ctx context.Context, pl *plan, srcDigest func(*node) (stri
 		if err != nil {
 			return err
 		}
-		same := entryType(&st) == n.typ && (n.typ == TypeSymlink || modeOf(&st) == n.mode)
+		same := entryType(&st) == n.typ && (n.typ == TypeSymlink || modeOf(&st) == n.mode) && t.c.ownedAsInstalled(&st)
 		switch {
 		case !same:
 		case n.typ == TypeSymlink:
@@ -545,13 +545,33 @@ func (t *target) stage(ctx context.Context, pl *plan, source *statKey, fill func
 }
 
 // staging creates the empty staging tree.
+//
+// Its root is the one directory created in a directory of the host's: one
+// with the setgid bit (an /opt shared with a group) gives it that group,
+// which is taken back here. Everything else is created below it, in
+// directories that are the installer's and have no setgid bit, so it is
+// the installer's already, whoever owned the payload.
 func (t *target) staging(mode fs.FileMode, exists bool) (*hostfs.Dir, error) {
 	if !exists {
 		if err := t.parent.Mkdir(t.stagingName(), mode); err != nil {
 			return nil, err
 		}
 	}
-	return t.parent.OpenDir(t.stagingName())
+	st, err := t.parent.OpenDir(t.stagingName())
+	if err != nil {
+		return nil, err
+	}
+	if !exists {
+		s, err := st.Lstat(".")
+		if err == nil && !t.c.ownedAsInstalled(&s) {
+			err = st.Chown(".", t.c.uid, t.c.gid)
+		}
+		if err != nil {
+			st.Close()
+			return nil, err
+		}
+	}
+	return st, nil
 }
 
 // mkTree creates the directories and symlinks of nodes below st.

@@ -240,12 +240,37 @@ func entryType(st *unix.Stat_t) FileType {
 	return ""
 }
 
+// modeOf returns the permission and special bits of a raw stat. An
+// installed entry never has a special bit (see installMode), so one found
+// set makes the entry differ from what was installed.
 func modeOf(st *unix.Stat_t) fs.FileMode {
 	m := fs.FileMode(st.Mode & 0o777)
 	if st.Mode&unix.S_ISVTX != 0 {
 		m |= fs.ModeSticky
 	}
+	if st.Mode&unix.S_ISUID != 0 {
+		m |= fs.ModeSetuid
+	}
+	if st.Mode&unix.S_ISGID != 0 {
+		m |= fs.ModeSetgid
+	}
 	return m
+}
+
+// installMode is the mode an entry of the payload is installed with: its
+// permission bits less write for group and others, exec bits kept. The
+// shim and the hypervisors run as root, so whoever could write them, or a
+// directory on their way, could run anything as root. The sticky bit goes
+// too: it only matters in a directory others may write to, and there is
+// none. Payloads with a setuid or setgid file are refused outright
+// (ErrUnsafeSetuid); a directory's setgid bit is dropped, since it would
+// hand its group to what is created below it.
+func installMode(m fs.FileMode) fs.FileMode { return m.Perm() &^ 0o022 }
+
+// ownedAsInstalled tells whether a raw stat has the owner installed
+// entries get: the user running the install, root (0:0) on a node.
+func (c *config) ownedAsInstalled(st *unix.Stat_t) bool {
+	return int(st.Uid) == c.uid && int(st.Gid) == c.gid
 }
 
 func (t *target) host(rel string) string { return hostJoin(t.dest, rel) }
