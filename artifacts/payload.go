@@ -10,6 +10,7 @@ import (
 	"io/fs"
 	"maps"
 	"path"
+	"path/filepath"
 	"slices"
 	"strings"
 
@@ -55,7 +56,13 @@ type dirPayload struct {
 }
 
 func openDirPayload(dir string) (*dirPayload, error) {
-	root, err := hostfs.New(dir)
+	// A payload, unlike a host root, may be named from the working
+	// directory.
+	abs, err := filepath.Abs(dir)
+	if err != nil {
+		return nil, fmt.Errorf("payload: %w", err)
+	}
+	root, err := hostfs.New(abs)
 	if err != nil {
 		return nil, fmt.Errorf("payload: %w", err)
 	}
