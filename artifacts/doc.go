@@ -25,6 +25,14 @@
 // files' inode, size, mtime and ctime, reads nothing else, and writes
 // nothing.
 //
+// Installed files and directories are the installer's, root's (0:0) on a
+// node, whoever owned the payload, and writable by no one else: the shim
+// and the hypervisors run as root. Each payload entry keeps its permission
+// bits less write for group and others (exec bits kept); sticky and setgid
+// bits on directories are dropped, and a payload with a setuid or setgid
+// file is refused. An installed entry found with another owner or mode is
+// replaced by the next Install.
+//
 // Before it stages anything, Install checks that the new tree fits beside
 // the installed one on the destination's file system (the blocks and
 // inodes statfs reports free to unprivileged users, less a reserve of 1 %,

@@ -27,7 +27,7 @@ import (
 
 // pfile is one entry of a test payload, by path below the tree root.
 type pfile struct {
-	mode   fs.FileMode // 0: 0644 for files, 0755 for directories
+	mode   fs.FileMode // raw mode bits (0o1777 is sticky); 0: 0644 for files, 0755 for directories
 	data   string
 	link   string // symlink target
 	isDir  bool
@@ -144,12 +144,13 @@ func (p payloadSpec) writeDir(t *testing.T, dir, prefix string) {
 		switch {
 		case f.isDir:
 			assert.NilError(t, os.Mkdir(full, f.perm()))
-			assert.NilError(t, os.Chmod(full, f.perm()))
+			// Raw bits, as a tar header has them: 0o1777 is sticky.
+			assert.NilError(t, unix.Chmod(full, uint32(f.perm())))
 		case f.link != "":
 			assert.NilError(t, os.Symlink(f.link, full))
 		default:
 			assert.NilError(t, os.WriteFile(full, []byte(f.data), f.perm()))
-			assert.NilError(t, os.Chmod(full, f.perm()))
+			assert.NilError(t, unix.Chmod(full, uint32(f.perm())))
 		}
 	}
 }

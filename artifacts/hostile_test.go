@@ -307,3 +307,79 @@ func TestRoomClaims(t *testing.T) {
 	none.claimFile(1 << 40)
 	assert.NilError(t, none.check(true), "no directory to measure yet: nothing refused")
 }
+
+// smallHost returns a host root that is itself a tmpfs mounted with opts,
+// holding nothing: /opt is missing, and the room to check is the root's.
+func smallHost(t *testing.T, opts string) string {
+	t.Helper()
+	host, _ := smallOpt(t, opts) // skips, or fails on CI, without root
+	assert.NilError(t, unix.Unmount(filepath.Join(host, "opt"), unix.MNT_DETACH))
+	assert.NilError(t, os.Remove(filepath.Join(host, "opt")))
+	assert.NilError(t, unix.Mount("tmpfs", host, "tmpfs", 0, "mode=0755,"+opts))
+	t.Cleanup(func() { _ = unix.Unmount(host, unix.MNT_DETACH) })
+	return host
+}
+
+// Plan runs the room check Install runs when the destination's directory
+// does not exist yet (issue 19 item 7): both measure the nearest directory
+// that exists, on whose file system the missing ones would be created, and
+// both refuse a payload that does not fit, or both accept one that does.
+func TestPlanChecksTheRoomWhenTheDestinationIsMissing(t *testing.T) {
+	for _, tc := range []struct {
+		name string
+		host func(t *testing.T) string
+		opts []Option
+		dir  string // NoSpaceError.Dir
+	}{
+		{
+			name: "no /opt on a small root",
+			host: func(t *testing.T) string { return smallHost(t, "size=20m") },
+			dir:  "/opt",
+		},
+		{
+			name: "prefix below a small /opt",
+			host: func(t *testing.T) string { host, _ := smallOpt(t, "size=20m"); return host },
+			opts: []Option{WithPrefix("/opt/vendor/lib")},
+			dir:  "/opt/vendor/lib",
+		},
+	} {
+		for _, kind := range []string{"dir", "zst"} {
+			t.Run(tc.name+"/"+kind, func(t *testing.T) {
+				host := tc.host(t)
+				before := snapshot(t, host)
+				big := writePayload(t, withBig(6<<20), kind)
+
+				_, planErr := Plan(context.Background(), host, big, tc.opts...)
+				assert.Check(t, is.DeepEqual(snapshot(t, host), before), "a plan writes nothing")
+				_, installErr := Install(context.Background(), host, big, tc.opts...)
+				// (The parents it made and removed again leave a new ctime.)
+				assert.Check(t, is.DeepEqual(descs(snapshot(t, host)), descs(before)), "a refused install leaves nothing")
+				ins := noSpaceIn(t, installErr, tc.dir)
+				pns := noSpaceIn(t, planErr, tc.dir)
+				assert.Check(t, is.Equal(pns.Inodes, ins.Inodes))
+				assert.Check(t, is.Equal(pns.Avail, ins.Avail))
+				assert.Check(t, is.Equal(pns.Reserve, ins.Reserve))
+				assert.Check(t, is.Equal(pns.AtLeast, ins.AtLeast))
+
+				// What fits is planned and installed alike.
+				small := writePayload(t, kataStatic("v1"), kind)
+				before = snapshot(t, host)
+				_, err := Plan(context.Background(), host, small, tc.opts...)
+				assert.Check(t, err)
+				assert.Check(t, is.DeepEqual(snapshot(t, host), before), "a plan writes nothing")
+				_, err = Install(context.Background(), host, small, tc.opts...)
+				assert.Check(t, err)
+			})
+		}
+	}
+}
+
+// noSpaceIn returns the NoSpaceError in err, which must name dir.
+func noSpaceIn(t *testing.T, err error, dir string) *NoSpaceError {
+	t.Helper()
+	var ns *NoSpaceError
+	assert.Assert(t, errors.As(err, &ns), "want a NoSpaceError, got %v", err)
+	assert.Check(t, errors.Is(err, unix.ENOSPC))
+	assert.Check(t, is.Equal(ns.Dir, dir))
+	return ns
+}

@@ -32,7 +32,7 @@ import (
 // kata-deploy did not install are kept.
 func Install(ctx context.Context, hostRoot, payload string, opts ...Option) (*Report, error) {
 	c := newConfig(opts)
-	t, err := openTarget(ctx, hostRoot, c, true)
+	t, err := openTarget(ctx, hostRoot, c, installing)
 	if err != nil {
 		return nil, fmt.Errorf("install kata: %w", err)
 	}
@@ -56,10 +56,14 @@ func (t *target) removeParents() {
 	_, _ = t.root.RemoveEmptyDirs(t.parents)
 }
 
-// Plan reports what Install would change, without writing anything.
+// Plan reports what Install would change, without writing anything. It
+// runs the checks Install runs before it writes, the room on the
+// destination's file system included, also when the destination's
+// directory does not exist yet: a plan that succeeds is an install that
+// would not be refused for them.
 func Plan(ctx context.Context, hostRoot, payload string, opts ...Option) (*Report, error) {
 	c := newConfig(opts)
-	t, err := openTarget(ctx, hostRoot, c, false)
+	t, err := openTarget(ctx, hostRoot, c, readOnly)
 	if err != nil {
 		return nil, fmt.Errorf("plan kata installation: %w", err)
 	}
@@ -257,7 +261,7 @@ func (t *target) diff(ctx context.Context, pl *plan, srcDigest func(*node) (stri
 		if err != nil {
 			return err
 		}
-		same := entryType(&st) == n.typ && (n.typ == TypeSymlink || modeOf(&st) == n.mode)
+		same := entryType(&st) == n.typ && (n.typ == TypeSymlink || modeOf(&st) == n.mode) && t.c.ownedAsInstalled(&st)
 		switch {
 		case !same:
 		case n.typ == TypeSymlink:
@@ -541,13 +545,33 @@ func (t *target) stage(ctx context.Context, pl *plan, source *statKey, fill func
 }
 
 // staging creates the empty staging tree.
+//
+// Its root is the one directory created in a directory of the host's: one
+// with the setgid bit (an /opt shared with a group) gives it that group,
+// which is taken back here. Everything else is created below it, in
+// directories that are the installer's and have no setgid bit, so it is
+// the installer's already, whoever owned the payload.
 func (t *target) staging(mode fs.FileMode, exists bool) (*hostfs.Dir, error) {
 	if !exists {
 		if err := t.parent.Mkdir(t.stagingName(), mode); err != nil {
 			return nil, err
 		}
 	}
-	return t.parent.OpenDir(t.stagingName())
+	st, err := t.parent.OpenDir(t.stagingName())
+	if err != nil {
+		return nil, err
+	}
+	if !exists {
+		s, err := st.Lstat(".")
+		if err == nil && !t.c.ownedAsInstalled(&s) {
+			err = st.Chown(".", t.c.uid, t.c.gid)
+		}
+		if err != nil {
+			st.Close()
+			return nil, err
+		}
+	}
+	return st, nil
 }
 
 // mkTree creates the directories and symlinks of nodes below st.

@@ -3,6 +3,7 @@ package artifacts
 import (
 	"io"
 	"log/slog"
+	"os"
 	"slices"
 
 	"github.com/kata-deploy/kata-deploy/runtime"
@@ -28,6 +29,9 @@ type config struct {
 	maxSize    int64
 	maxEntries int
 	settings   Settings
+	// uid and gid own every installed entry: the installer's own, root
+	// (0:0) on a node; a run that is not root cannot give files away.
+	uid, gid int
 
 	// Unexported knobs for tests and benchmarks.
 	hook        func(step string) // called at each step boundary
@@ -74,6 +78,8 @@ func newConfig(opts []Option) *config {
 		maxSize:    DefaultMaxSize,
 		maxEntries: DefaultMaxEntries,
 		workers:    2,
+		uid:        os.Geteuid(),
+		gid:        os.Getegid(),
 	}
 	for _, o := range opts {
 		o(c)

@@ -10,6 +10,7 @@ import (
 	"io/fs"
 	"maps"
 	"path"
+	"path/filepath"
 	"slices"
 	"strings"
 
@@ -55,7 +56,13 @@ type dirPayload struct {
 }
 
 func openDirPayload(dir string) (*dirPayload, error) {
-	root, err := hostfs.New(dir)
+	// A payload, unlike a host root, may be named from the working
+	// directory.
+	abs, err := filepath.Abs(dir)
+	if err != nil {
+		return nil, fmt.Errorf("payload: %w", err)
+	}
+	root, err := hostfs.New(abs)
 	if err != nil {
 		return nil, fmt.Errorf("payload: %w", err)
 	}
@@ -86,7 +93,7 @@ func (p *dirPayload) walk() ([]*node, error) {
 	if err != nil {
 		return nil, err
 	}
-	nodes := []*node{{path: ".", typ: TypeDir, mode: fs.FileMode(st.Mode).Perm()}}
+	nodes := []*node{{path: ".", typ: TypeDir, mode: installMode(fs.FileMode(st.Mode))}}
 	var walk func(dir string) error
 	walk = func(dir string) error {
 		entries, err := p.dir.ReadDir(p.rel(dir))
@@ -137,10 +144,7 @@ func nodeFromStat(rel string, st *unix.Stat_t) (*node, error) {
 	if st.Mode&(unix.S_ISUID|unix.S_ISGID) != 0 && st.Mode&unix.S_IFMT != unix.S_IFDIR {
 		return nil, &EntryError{Entry: rel, Err: ErrUnsafeSetuid}
 	}
-	n := &node{path: rel, mode: fs.FileMode(st.Mode & 0o777)}
-	if st.Mode&unix.S_ISVTX != 0 {
-		n.mode |= fs.ModeSticky
-	}
+	n := &node{path: rel, mode: installMode(fs.FileMode(st.Mode))}
 	switch st.Mode & unix.S_IFMT {
 	case unix.S_IFDIR:
 		n.typ = TypeDir
@@ -149,7 +153,8 @@ func nodeFromStat(rel string, st *unix.Stat_t) (*node, error) {
 		k := keyOf(st)
 		n.srcKey = &k
 	case unix.S_IFLNK:
-		n.typ = TypeSymlink
+		// Linux gives every symlink 0777, and ignores it: recorded as is.
+		n.typ, n.mode = TypeSymlink, 0o777
 	default:
 		return nil, &EntryError{Entry: rel, Err: ErrUnsafeSpecialFile}
 	}

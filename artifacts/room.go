@@ -5,6 +5,7 @@ import (
 	"math"
 	"path"
 
+	"github.com/kata-deploy/kata-deploy/internal/hostfs"
 	"golang.org/x/sys/unix"
 )
 
@@ -14,8 +15,7 @@ import (
 // the installed tree is already counted as used, and every file staged
 // anew (not hard-linked from the installed tree) is claimed.
 //
-// A nil *room measures nothing and refuses nothing (the destination's
-// directory does not exist yet, which only a plan sees).
+// A nil *room measures nothing and refuses nothing.
 type room struct {
 	dir   string // host directory the tree is staged in, for messages
 	bsize int64
@@ -41,6 +41,13 @@ const (
 // measureRoom reads the room on the file system of the directory the tree
 // is staged in, and claims the staging tree's root directory.
 //
+// A plan may find that directory missing (Install creates it, and its
+// parents, before it measures): it then measures the nearest directory that
+// exists, on whose file system Install would create the missing ones, and
+// claims each of them too, so that a plan refuses what Install refuses. On
+// a file system where an empty directory takes no block (tmpfs) the plan is
+// the stricter of the two by one block per missing directory.
+//
 // It counts f_bavail, the blocks an unprivileged user may still take, not
 // f_bfree, although the installer runs as root and could go on into the
 // reserved blocks (5 % of an ext4 file system by default): that reserve is
@@ -51,10 +58,15 @@ const (
 // and have its pods evicted. Linux has no f_favail distinct
 // from f_ffree: inodes are counted from f_ffree.
 func (t *target) measureRoom() (*room, error) {
-	if t.parent == nil {
-		return nil, nil
+	d, missing := t.parent, 0
+	if d == nil {
+		var err error
+		if d, missing, err = t.nearestDir(); err != nil {
+			return nil, err
+		}
+		defer d.Close()
 	}
-	st, err := t.parent.Statfs()
+	st, err := d.Statfs()
 	if err != nil {
 		return nil, err
 	}
@@ -70,8 +82,29 @@ func (t *target) measureRoom() (*room, error) {
 		r.inodes = int64(st.Ffree)
 		r.reserveInodes = max(minReserveInodes, int64(st.Files)/100)
 	}
+	for range missing {
+		r.claimDir()
+	}
 	r.claimDir()
 	return r, nil
+}
+
+// nearestDir opens the innermost existing directory on the way to the
+// missing directory the tree would be staged in, and says how many
+// directories Install would create below it.
+func (t *target) nearestDir() (*hostfs.Dir, int, error) {
+	missing := 0
+	for d := t.dir; ; d = path.Dir(d) {
+		ok, err := t.root.Exists(d)
+		if err != nil {
+			return nil, 0, err
+		}
+		if ok || d == "/" {
+			dir, err := t.root.OpenDir(d)
+			return dir, missing, err
+		}
+		missing++
+	}
 }
 
 // blocks rounds size up to whole blocks of the file system.

@@ -121,11 +121,12 @@ func (t *target) unchangedTarball(source statKey) (*Report, bool, error) {
 		}
 		switch e.Type {
 		case TypeFile:
+			// The identity covers the owner: chown changes the ctime.
 			if e.Stat == nil || *e.Stat != keyOf(&st) || uint32(modeOf(&st)) != e.Mode {
 				return nil, false, nil
 			}
 		case TypeDir:
-			if uint32(modeOf(&st)) != e.Mode {
+			if uint32(modeOf(&st)) != e.Mode || !t.c.ownedAsInstalled(&st) {
 				return nil, false, nil
 			}
 		}
@@ -284,6 +285,7 @@ func readTarball(ctx context.Context, r io.Reader, c *config, stage *hostfs.Dir,
 		if rel == recordName {
 			continue
 		}
+		e.Mode = installMode(e.Mode)
 		if rel == "." {
 			if e.Type != tarsafe.Dir {
 				return nil, &EntryError{Entry: e.Raw, Err: ErrUnsafeDotDot}

@@ -16,6 +16,7 @@ type target struct {
 	c       *config
 	root    *hostfs.Root
 	dest    string      // host path as configured, e.g. /opt/kata
+	dir     string      // host path of the directory holding the tree, symlinks resolved
 	parent  *hostfs.Dir // the directory holding the tree; nil if missing
 	base    string      // the tree's name in parent
 	live    *hostfs.Dir // the installed tree; nil if missing
@@ -25,9 +26,22 @@ type target struct {
 	unlock  func()
 }
 
-// openTarget opens the destination. mutate creates missing parents, takes
-// the host lock and finishes or rolls back an interrupted run.
-func openTarget(ctx context.Context, hostRoot string, c *config, mutate bool) (*target, error) {
+// access is what a run does to the destination.
+type access int
+
+const (
+	// readOnly writes nothing: a plan or a status.
+	readOnly access = iota
+	// removing takes the host lock and finishes or rolls back an
+	// interrupted run, but creates nothing: an uninstall of what is not
+	// there must leave the host as it was.
+	removing
+	// installing also creates the destination's missing parents.
+	installing
+)
+
+// openTarget opens the destination for what a run does to it.
+func openTarget(ctx context.Context, hostRoot string, c *config, how access) (*target, error) {
 	root, err := hostfs.New(hostRoot)
 	if err != nil {
 		return nil, err
@@ -44,8 +58,8 @@ func openTarget(ctx context.Context, hostRoot string, c *config, mutate bool) (*
 		return nil, err
 	}
 	dir := path.Dir(resolved)
-	t.base = path.Base(resolved)
-	if !mutate {
+	t.dir, t.base = dir, path.Base(resolved)
+	if how == readOnly {
 		if ok, err := root.Exists(dir); err != nil || !ok {
 			return t, err
 		}
@@ -53,13 +67,20 @@ func openTarget(ctx context.Context, hostRoot string, c *config, mutate bool) (*
 			return nil, err
 		}
 	}
-	for attempt := 0; mutate; attempt++ {
-		created, err := root.MkdirAll(dir, 0o755)
-		if err != nil {
-			return nil, err
+	for attempt := 0; how != readOnly; attempt++ {
+		if how == installing {
+			created, err := root.MkdirAll(dir, 0o755)
+			if err != nil {
+				return nil, err
+			}
+			t.parents = append(t.parents, created...)
 		}
-		t.parents = append(t.parents, created...)
 		if t.parent, err = root.OpenDir(dir); err != nil {
+			if how == removing && errors.Is(err, fs.ErrNotExist) {
+				// Nothing was ever installed here, or an uninstall
+				// removed it all: nothing to lock or to finish.
+				return t, nil
+			}
 			return nil, err
 		}
 		// Concurrent installers serialise on the directory that holds the
@@ -86,7 +107,7 @@ func openTarget(ctx context.Context, hostRoot string, c *config, mutate bool) (*
 		unlock()
 		t.parent.Close()
 	}
-	if mutate {
+	if how != readOnly {
 		if err := t.recover(); err != nil {
 			t.close()
 			return nil, err
@@ -219,12 +240,37 @@ func entryType(st *unix.Stat_t) FileType {
 	return ""
 }
 
+// modeOf returns the permission and special bits of a raw stat. An
+// installed entry never has a special bit (see installMode), so one found
+// set makes the entry differ from what was installed.
 func modeOf(st *unix.Stat_t) fs.FileMode {
 	m := fs.FileMode(st.Mode & 0o777)
 	if st.Mode&unix.S_ISVTX != 0 {
 		m |= fs.ModeSticky
 	}
+	if st.Mode&unix.S_ISUID != 0 {
+		m |= fs.ModeSetuid
+	}
+	if st.Mode&unix.S_ISGID != 0 {
+		m |= fs.ModeSetgid
+	}
 	return m
+}
+
+// installMode is the mode an entry of the payload is installed with: its
+// permission bits less write for group and others, exec bits kept. The
+// shim and the hypervisors run as root, so whoever could write them, or a
+// directory on their way, could run anything as root. The sticky bit goes
+// too: it only matters in a directory others may write to, and there is
+// none. Payloads with a setuid or setgid file are refused outright
+// (ErrUnsafeSetuid); a directory's setgid bit is dropped, since it would
+// hand its group to what is created below it.
+func installMode(m fs.FileMode) fs.FileMode { return m.Perm() &^ 0o022 }
+
+// ownedAsInstalled tells whether a raw stat has the owner installed
+// entries get: the user running the install, root (0:0) on a node.
+func (c *config) ownedAsInstalled(st *unix.Stat_t) bool {
+	return int(st.Uid) == c.uid && int(st.Gid) == c.gid
 }
 
 func (t *target) host(rel string) string { return hostJoin(t.dest, rel) }

@@ -14,11 +14,12 @@ import (
 // Uninstall removes exactly what the installation record lists, then the
 // directories kata-deploy created once they are empty, then the record.
 // Files it did not install are kept and listed in the report. Uninstalling
-// what is not installed does nothing; an interrupted Uninstall is finished by
+// what is not installed does nothing and creates nothing, not even the
+// destination's parent directories; an interrupted Uninstall is finished by
 // the next one.
 func Uninstall(ctx context.Context, hostRoot string, opts ...Option) (*Report, error) {
 	c := newConfig(opts)
-	t, err := openTarget(ctx, hostRoot, c, true)
+	t, err := openTarget(ctx, hostRoot, c, removing)
 	if err != nil {
 		return nil, fmt.Errorf("uninstall kata: %w", err)
 	}
@@ -34,7 +35,7 @@ func Uninstall(ctx context.Context, hostRoot string, opts ...Option) (*Report, e
 // writing anything.
 func PlanUninstall(ctx context.Context, hostRoot string, opts ...Option) (*Report, error) {
 	c := newConfig(opts)
-	t, err := openTarget(ctx, hostRoot, c, false)
+	t, err := openTarget(ctx, hostRoot, c, readOnly)
 	if err != nil {
 		return nil, fmt.Errorf("plan kata uninstallation: %w", err)
 	}
@@ -256,7 +257,7 @@ func (t *target) remaining() ([]string, error) {
 // matching ErrNotInstalled.
 func Status(ctx context.Context, hostRoot string, opts ...Option) (*Record, error) {
 	c := newConfig(opts)
-	t, err := openTarget(ctx, hostRoot, c, false)
+	t, err := openTarget(ctx, hostRoot, c, readOnly)
 	if err != nil {
 		return nil, fmt.Errorf("kata installation status: %w", err)
 	}

@@ -38,6 +38,10 @@ type Engine struct {
 	configPath string
 	name       string
 	log        *slog.Logger
+
+	// configPathSet says WithConfigPath was given, so that New refuses
+	// an empty one instead of taking the variant's.
+	configPathSet bool
 }
 
 var _ runtime.ConfigEngine = (*Engine)(nil)
@@ -47,7 +51,10 @@ type Option func(*Engine)
 
 // WithConfigPath sets the host path of containerd's main config file (or,
 // for k0s, its drop-in directory) instead of the variant's usual one.
-func WithConfigPath(p string) Option { return func(e *Engine) { e.configPath = path.Clean(p) } }
+// An empty path is refused by New.
+func WithConfigPath(p string) Option {
+	return func(e *Engine) { e.configPath, e.configPathSet = p, true }
+}
 
 // WithName sets the name the engine's files, marks and journal carry, so
 // that two independent installs can share a host ("kata-deploy" by
@@ -72,12 +79,12 @@ func WithLogger(l *slog.Logger) Option {
 // running containerd of the given variant and version (as the Node reports
 // it; see runtime.ParseRuntime).
 func New(hostRoot string, variant runtime.Variant, version runtime.Version, opts ...Option) (*Engine, error) {
-	if variant.Kind() != runtime.Containerd {
-		return nil, fmt.Errorf("containerd engine: variant %q does not run containerd", variant)
+	if err := checkRuntime(variant, version); err != nil {
+		return nil, err
 	}
 	root, err := hostfs.New(hostRoot)
 	if err != nil {
-		return nil, err
+		return nil, fmt.Errorf("containerd engine: %w", err)
 	}
 	e := &Engine{root: root, variant: variant, version: version, name: "kata-deploy",
 		log: slog.New(slog.NewTextHandler(io.Discard, nil))}
@@ -87,9 +94,12 @@ func New(hostRoot string, variant runtime.Variant, version runtime.Version, opts
 	if err := journal.CheckName(e.name); err != nil {
 		return nil, fmt.Errorf("containerd engine: %w", err)
 	}
-	if e.configPath == "" {
+	if !e.configPathSet {
 		e.configPath = DefaultConfigPath(variant)
+	} else if err := checkConfigPath(e.configPath); err != nil {
+		return nil, err
 	}
+	e.configPath = path.Clean(e.configPath)
 	return e, nil
 }
 
@@ -125,6 +135,9 @@ func (e *Engine) ID() string { return "containerd/" + e.name }
 
 // PlanInstall returns the changes that register spec's handlers.
 func (e *Engine) PlanInstall(ctx context.Context, spec runtime.Spec) (*runtime.Plan, error) {
+	if err := e.usable(); err != nil {
+		return nil, err
+	}
 	if err := spec.Validate(); err != nil {
 		return nil, fmt.Errorf("containerd: %w", err)
 	}
@@ -147,15 +160,19 @@ func (e *Engine) PlanInstall(ctx context.Context, spec runtime.Spec) (*runtime.P
 		return nil, err
 	}
 	var f files
-	switch e.variant {
-	case runtime.VariantK0s:
+	// The variant table says how each variant takes its config; a
+	// strategy this engine does not know is refused, never guessed.
+	switch s := e.variant.ConfigStrategy(); s {
+	case runtime.StrategyDropInDir:
 		err = e.planDropIn(ctx, &f, e.configPath, e.dropInVersion(), spec, nil)
-	case runtime.VariantMicroK8s:
+	case runtime.StrategyTemplate:
 		err = e.planInPlace(ctx, &f, e.configPath, spec)
-	case runtime.VariantK3s, runtime.VariantK3sAgent, runtime.VariantRKE2Server, runtime.VariantRKE2Agent:
+	case runtime.StrategyRendered:
 		err = e.planDistro(ctx, &f, spec)
-	default:
+	case runtime.StrategyMainFile:
 		err = e.planContainerd(ctx, &f, spec, j)
+	default:
+		err = fmt.Errorf("containerd engine: variant %q: config strategy %q unknown to this engine", e.variant, s)
 	}
 	if err != nil {
 		return nil, err
@@ -205,6 +222,9 @@ func (e *Engine) PlanInstall(ctx context.Context, spec runtime.Spec) (*runtime.P
 
 // PlanUninstall returns the changes that undo every install on the host.
 func (e *Engine) PlanUninstall(ctx context.Context) (*runtime.Plan, error) {
+	if err := e.usable(); err != nil {
+		return nil, err
+	}
 	j, err := journal.Load(e.root, e.journalName())
 	if err != nil {
 		return nil, err
@@ -221,6 +241,9 @@ func (e *Engine) PlanUninstall(ctx context.Context) (*runtime.Plan, error) {
 // is a *runtime.ForeignPlanError, and nothing is written once ctx has
 // ended.
 func (e *Engine) Apply(ctx context.Context, p *runtime.Plan) error {
+	if err := e.usable(); err != nil {
+		return err
+	}
 	if err := journal.CheckPlan(p, e.ID()); err != nil {
 		return err
 	}
@@ -625,5 +648,8 @@ func dropInHeader(name string) string {
 // configuration on this host (zero if it has nothing installed), for a
 // caller that restarts containerd only if it has not been restarted since.
 func (e *Engine) ConfigWritten() (time.Time, error) {
+	if err := e.usable(); err != nil {
+		return time.Time{}, err
+	}
 	return journal.LastWrite(e.root, e.journalName())
 }

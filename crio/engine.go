@@ -51,12 +51,14 @@ var _ runtime.ConfigEngine = (*Engine)(nil)
 type Option func(*Engine)
 
 // WithConfigDir sets CRI-O's drop-in directory
-// (runtime.VariantCRIO.DropInDir() if not set).
-func WithConfigDir(dir string) Option { return func(e *Engine) { e.configDir = path.Clean(dir) } }
+// (runtime.VariantCRIO.DropInDir() if not set). An empty one is refused
+// by New.
+func WithConfigDir(dir string) Option { return func(e *Engine) { e.configDir = dir } }
 
 // WithConfigFile sets CRI-O's main config file
-// (runtime.VariantCRIO.ConfigPath() if not set).
-func WithConfigFile(p string) Option { return func(e *Engine) { e.configFile = path.Clean(p) } }
+// (runtime.VariantCRIO.ConfigPath() if not set). An empty one is refused
+// by New.
+func WithConfigFile(p string) Option { return func(e *Engine) { e.configFile = p } }
 
 // WithName sets the name the engine's drop-in and journal carry, so that
 // two independent installs can share a host ("kata-deploy" by default;
@@ -80,9 +82,12 @@ func WithLogger(l *slog.Logger) Option {
 // New returns an engine for the host whose root directory is hostRoot,
 // running CRI-O of the given version.
 func New(hostRoot string, version runtime.Version, opts ...Option) (*Engine, error) {
+	if err := checkVersion(version); err != nil {
+		return nil, err
+	}
 	root, err := hostfs.New(hostRoot)
 	if err != nil {
-		return nil, err
+		return nil, fmt.Errorf("crio engine: %w", err)
 	}
 	e := &Engine{root: root, version: version, configFile: runtime.VariantCRIO.ConfigPath(), configDir: runtime.VariantCRIO.DropInDir(),
 		name: "kata-deploy", log: slog.New(slog.NewTextHandler(io.Discard, nil))}
@@ -92,6 +97,10 @@ func New(hostRoot string, version runtime.Version, opts ...Option) (*Engine, err
 	if err := journal.CheckName(e.name); err != nil {
 		return nil, fmt.Errorf("crio engine: %w", err)
 	}
+	if err := checkPaths(e.configDir, e.configFile); err != nil {
+		return nil, err
+	}
+	e.configDir, e.configFile = path.Clean(e.configDir), path.Clean(e.configFile)
 	return e, nil
 }
 
@@ -116,6 +125,9 @@ func (e *Engine) journalName() string {
 
 // PlanInstall returns the changes that register spec's handlers.
 func (e *Engine) PlanInstall(ctx context.Context, spec runtime.Spec) (*runtime.Plan, error) {
+	if err := e.usable(); err != nil {
+		return nil, err
+	}
 	if err := spec.Validate(); err != nil {
 		return nil, fmt.Errorf("crio: %w", err)
 	}
@@ -159,6 +171,9 @@ func (e *Engine) PlanInstall(ctx context.Context, spec runtime.Spec) (*runtime.P
 
 // PlanUninstall returns the changes that remove the engine's drop-in.
 func (e *Engine) PlanUninstall(ctx context.Context) (*runtime.Plan, error) {
+	if err := e.usable(); err != nil {
+		return nil, err
+	}
 	j, err := journal.Load(e.root, e.journalName())
 	if err != nil {
 		return nil, err
@@ -177,6 +192,9 @@ func (e *Engine) PlanUninstall(ctx context.Context) (*runtime.Plan, error) {
 // is a *runtime.ForeignPlanError, and nothing is written once ctx has
 // ended.
 func (e *Engine) Apply(ctx context.Context, p *runtime.Plan) error {
+	if err := e.usable(); err != nil {
+		return err
+	}
 	if err := journal.CheckPlan(p, e.ID()); err != nil {
 		return err
 	}
@@ -245,5 +263,8 @@ func render(name string, handlers []runtime.Handler) []byte {
 // on this host (zero if it has nothing installed), for a caller that
 // restarts CRI-O only if it has not been restarted since.
 func (e *Engine) ConfigWritten() (time.Time, error) {
+	if err := e.usable(); err != nil {
+		return time.Time{}, err
+	}
 	return journal.LastWrite(e.root, e.journalName())
 }

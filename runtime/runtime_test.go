@@ -199,8 +199,50 @@ func TestVariantTableComplete(t *testing.T) {
 	assert.Check(t, is.Equal(VariantCRIO.ConfigPath(), "/etc/crio/crio.conf"))
 	assert.Check(t, is.Equal(VariantCRIO.DropInDir(), "/etc/crio/crio.conf.d"))
 	assert.Check(t, is.Equal(VariantK0s.ConfigPath(), "/etc/k0s/containerd.d"))
-	assert.Check(t, is.Equal(Variant("bogus").ConfigPath(), VariantContainerd.ConfigPath()))
-	assert.Check(t, is.Equal(Variant("bogus").Kind(), Containerd))
+	for _, f := range variantTable() {
+		assert.Check(t, f.strategy != "", f.variant)
+		assert.Check(t, f.variant.Validate(), f.variant)
+	}
+}
+
+// A variant not in the table, the empty one included, is refused and has
+// no facts: it is never taken for stand-alone containerd (issue 19 item 8).
+func TestUnknownVariantRefused(t *testing.T) {
+	for _, tc := range []struct {
+		v    Variant
+		want string
+	}{
+		{v: "", want: "no container runtime variant given (want one of k3s, k3s-agent, rke2-server, rke2-agent, k0s, microk8s, containerd, crio)"},
+		{v: "bogus", want: `unknown container runtime "bogus" (want one of k3s, `},
+		{v: "Containerd", want: `unknown container runtime "Containerd"`},
+		{v: "containerd ", want: `unknown container runtime "containerd "`},
+	} {
+		t.Run(string(tc.v), func(t *testing.T) {
+			assert.Check(t, is.ErrorContains(tc.v.Validate(), tc.want))
+			_, err := ParseVariant(string(tc.v))
+			assert.Check(t, is.ErrorContains(err, tc.want))
+			assert.Check(t, is.Equal(tc.v.Kind(), Kind("")))
+			assert.Check(t, is.Equal(tc.v.ConfigStrategy(), ConfigStrategy("")))
+			assert.Check(t, is.Equal(tc.v.ConfigPath(), ""))
+			assert.Check(t, is.Equal(tc.v.CRISocket(), ""))
+			assert.Check(t, is.Equal(tc.v.RuntimeUnit(), ""))
+		})
+	}
+}
+
+func TestVersionIsZero(t *testing.T) {
+	for _, tc := range []struct {
+		v    Version
+		zero bool
+	}{
+		{Version{}, true},
+		{Version{Suffix: "k3s1"}, true},
+		{Version{Patch: 1}, false},
+		{Version{Major: 1, Minor: 6}, false},
+		{Version{Minor: 1}, false},
+	} {
+		assert.Check(t, is.Equal(tc.v.IsZero(), tc.zero), tc.v.String())
+	}
 }
 
 // TestVariantFacts pins every variant's facts as the engines, the
@@ -209,8 +251,8 @@ func TestVariantFacts(t *testing.T) {
 	var b strings.Builder
 	for _, f := range variantTable() {
 		v := f.variant
-		fmt.Fprintf(&b, "%s\n  kind %s\n  runtime unit %q\n  kubelet unit %q\n  CRI socket %s\n  config %s\n  drop-in dir %q\n  detected by %s\n",
-			v, v.Kind(), v.RuntimeUnit(), v.KubeletUnit(), v.CRISocket(), v.ConfigPath(), v.DropInDir(), strings.Join(f.signatures, ", "))
+		fmt.Fprintf(&b, "%s\n  kind %s\n  config strategy %s\n  runtime unit %q\n  kubelet unit %q\n  CRI socket %s\n  config %s\n  drop-in dir %q\n  detected by %s\n",
+			v, v.Kind(), v.ConfigStrategy(), v.RuntimeUnit(), v.KubeletUnit(), v.CRISocket(), v.ConfigPath(), v.DropInDir(), strings.Join(f.signatures, ", "))
 	}
 	golden.Assert(t, b.String(), "all.variants.golden")
 }

@@ -35,11 +35,37 @@ func Variants() []Variant {
 	return out
 }
 
+// ConfigStrategy is how kata-deploy registers its handlers with a
+// variant's runtime: which file it writes, and which it must never edit.
+// The config engines act on it, so a variant added to the table is handled
+// as its strategy says, and one without a strategy an engine knows is
+// refused rather than taken for another.
+type ConfigStrategy string
+
+// The config strategies of the variants kata-deploy knows.
+const (
+	// StrategyMainFile: the runtime reads one main config file, which
+	// kata-deploy edits, or makes import a drop-in of its own
+	// (containerd).
+	StrategyMainFile ConfigStrategy = "main-file"
+	// StrategyRendered: the distribution renders the main config from a
+	// template at every start, so it is never edited; the handlers go into
+	// a drop-in directory the rendered config imports (k3s, rke2).
+	StrategyRendered ConfigStrategy = "rendered"
+	// StrategyTemplate: the file kata-deploy reads is the template the
+	// runtime's config is rendered from, edited in place (microk8s).
+	StrategyTemplate ConfigStrategy = "template"
+	// StrategyDropInDir: the runtime loads every file of a drop-in
+	// directory by itself, whatever its main config says (k0s, CRI-O).
+	StrategyDropInDir ConfigStrategy = "drop-in-dir"
+)
+
 // variantFacts is everything kata-deploy knows about one variant; each
 // fact lives here and nowhere else (the engines ask the accessors below).
 type variantFacts struct {
-	variant Variant
-	kind    Kind
+	variant  Variant
+	kind     Kind
+	strategy ConfigStrategy
 	// unit runs the container runtime ("" for k0s, which reloads its
 	// containerd drop-ins by itself); kubeletUnit runs the kubelet.
 	unit, kubeletUnit string
@@ -75,59 +101,71 @@ func variantTable() []variantFacts {
 		return out
 	}
 	return []variantFacts{
-		{variant: VariantK3s, kind: Containerd, unit: "k3s.service", kubeletUnit: "k3s.service", criSocket: k3sSocket,
+		{variant: VariantK3s, kind: Containerd, strategy: StrategyRendered, unit: "k3s.service", kubeletUnit: "k3s.service", criSocket: k3sSocket,
 			configPath: "/var/lib/rancher/k3s/agent/etc/containerd/config.toml", signatures: unit("k3s.service")},
-		{variant: VariantK3sAgent, kind: Containerd, unit: "k3s-agent.service", kubeletUnit: "k3s-agent.service", criSocket: k3sSocket,
+		{variant: VariantK3sAgent, kind: Containerd, strategy: StrategyRendered, unit: "k3s-agent.service", kubeletUnit: "k3s-agent.service", criSocket: k3sSocket,
 			configPath: "/var/lib/rancher/k3s/agent/etc/containerd/config.toml", signatures: unit("k3s-agent.service")},
-		{variant: VariantRKE2Server, kind: Containerd, unit: "rke2-server.service", kubeletUnit: "rke2-server.service", criSocket: k3sSocket,
+		{variant: VariantRKE2Server, kind: Containerd, strategy: StrategyRendered, unit: "rke2-server.service", kubeletUnit: "rke2-server.service", criSocket: k3sSocket,
 			configPath: "/var/lib/rancher/rke2/agent/etc/containerd/config.toml", signatures: unit("rke2-server.service")},
-		{variant: VariantRKE2Agent, kind: Containerd, unit: "rke2-agent.service", kubeletUnit: "rke2-agent.service", criSocket: k3sSocket,
+		{variant: VariantRKE2Agent, kind: Containerd, strategy: StrategyRendered, unit: "rke2-agent.service", kubeletUnit: "rke2-agent.service", criSocket: k3sSocket,
 			configPath: "/var/lib/rancher/rke2/agent/etc/containerd/config.toml", signatures: unit("rke2-agent.service")},
-		{variant: VariantK0s, kind: Containerd, criSocket: "/run/k0s/containerd.sock",
+		{variant: VariantK0s, kind: Containerd, strategy: StrategyDropInDir, criSocket: "/run/k0s/containerd.sock",
 			configPath: k0sDropIns, dropInDir: k0sDropIns, signatures: append([]string{k0sDropIns}, unit("k0sworker.service", "k0scontroller.service")...)},
-		{variant: VariantMicroK8s, kind: Containerd, unit: "snap.microk8s.daemon-containerd.service", kubeletUnit: "snap.microk8s.daemon-kubelite.service",
+		{variant: VariantMicroK8s, kind: Containerd, strategy: StrategyTemplate, unit: "snap.microk8s.daemon-containerd.service", kubeletUnit: "snap.microk8s.daemon-kubelite.service",
 			criSocket: "/var/snap/microk8s/common/run/containerd.sock", configPath: microk8sTemplate, signatures: []string{microk8sTemplate}},
-		{variant: VariantContainerd, kind: Containerd, unit: "containerd.service", kubeletUnit: "kubelet.service", criSocket: containerdSocket,
+		{variant: VariantContainerd, kind: Containerd, strategy: StrategyMainFile, unit: "containerd.service", kubeletUnit: "kubelet.service", criSocket: containerdSocket,
 			configPath: "/etc/containerd/config.toml", signatures: unit("containerd.service")},
-		{variant: VariantCRIO, kind: CRIO, unit: "crio.service", kubeletUnit: "kubelet.service", criSocket: "/run/crio/crio.sock",
+		{variant: VariantCRIO, kind: CRIO, strategy: StrategyDropInDir, unit: "crio.service", kubeletUnit: "kubelet.service", criSocket: "/run/crio/crio.sock",
 			configPath: crioConfig, dropInDir: "/etc/crio/crio.conf.d", signatures: append(unit("crio.service"), crioConfig)},
 	}
 }
 
-// facts returns v's row. A variant not in the table (a Variant built
-// without ParseVariant) is taken as stand-alone containerd run by no
-// known unit.
+// facts returns v's row. A variant not in the table (one built without
+// ParseVariant, the empty one included) has no facts at all: every
+// accessor returns "" for it, and Validate refuses it. It is never taken
+// for another variant.
 func (v Variant) facts() variantFacts {
-	table := variantTable()
-	for _, f := range table {
+	for _, f := range variantTable() {
 		if f.variant == v {
 			return f
 		}
 	}
-	for _, f := range table {
-		if f.variant == VariantContainerd {
-			return variantFacts{variant: v, kind: f.kind, criSocket: f.criSocket, configPath: f.configPath}
-		}
-	}
-	panic("runtime: containerd is missing from the variant table")
+	return variantFacts{variant: v}
 }
 
 // ParseVariant parses a variant name as given on a command line.
 func ParseVariant(s string) (Variant, error) {
-	for _, v := range Variants() {
-		if string(v) == s {
-			return v, nil
-		}
+	v := Variant(s)
+	if err := v.Validate(); err != nil {
+		return "", err
 	}
-	names := make([]string, 0, 8)
-	for _, v := range Variants() {
-		names = append(names, string(v))
-	}
-	return "", fmt.Errorf("unknown container runtime %q (want one of %s)", s, strings.Join(names, ", "))
+	return v, nil
 }
 
-// Kind returns the runtime family of the variant.
+// Validate refuses a variant that is not in the table, the empty one
+// included: nothing is known about where its runtime keeps its config or
+// serves CRI, and guessing would write where no runtime reads.
+func (v Variant) Validate() error {
+	if v.facts().kind != "" {
+		return nil
+	}
+	names := make([]string, 0, 8)
+	for _, k := range Variants() {
+		names = append(names, string(k))
+	}
+	if v == "" {
+		return fmt.Errorf("no container runtime variant given (want one of %s)", strings.Join(names, ", "))
+	}
+	return fmt.Errorf("unknown container runtime %q (want one of %s)", string(v), strings.Join(names, ", "))
+}
+
+// Kind returns the runtime family of the variant ("" for one Validate
+// refuses).
 func (v Variant) Kind() Kind { return v.facts().kind }
+
+// ConfigStrategy returns how kata-deploy registers handlers with the
+// variant's runtime ("" for one Validate refuses).
+func (v Variant) ConfigStrategy() ConfigStrategy { return v.facts().strategy }
 
 // RuntimeUnit returns the systemd unit that runs the variant's container
 // runtime, or "" for k0s, which reloads its containerd drop-ins by itself.

@@ -59,6 +59,11 @@ func (v Version) Compare(o Version) int {
 	return 0
 }
 
+// IsZero reports whether v is 0.0.0, which no runtime has released: a
+// Version left unset. The config engines refuse it, as what they write
+// depends on the release.
+func (v Version) IsZero() bool { return v.Major == 0 && v.Minor == 0 && v.Patch == 0 }
+
 // AtLeast reports whether v is major.minor or newer.
 func (v Version) AtLeast(major, minor int) bool {
 	return v.Compare(Version{Major: major, Minor: minor}) >= 0

@@ -14,6 +14,8 @@ import (
 
 	sddbus "github.com/coreos/go-systemd/v22/dbus"
 	godbus "github.com/godbus/dbus/v5"
+
+	"github.com/kata-deploy/kata-deploy/internal/hostfs"
 )
 
 // DefaultSocket is systemd's private socket, relative to the host root.
@@ -71,8 +73,15 @@ func WithLogger(l *slog.Logger) Option {
 
 // Dial connects to the systemd of the host whose root file system is at
 // hostRoot ("/" on the host itself, "/host" in a pod that mounts it there),
-// through its private socket. ctx bounds the connection set-up only.
+// through its private socket. ctx bounds the connection set-up only. An
+// empty or relative hostRoot is refused: it would be taken from the
+// working directory.
 func Dial(ctx context.Context, hostRoot string, opts ...Option) (*Client, error) {
+	// Refused even with WithSocket: an empty or relative root is a
+	// mistake of the caller's, whichever socket it then names.
+	if err := hostfs.CheckRoot(hostRoot); err != nil {
+		return nil, fmt.Errorf("systemd: %w", err)
+	}
 	o := options{log: slog.New(slog.DiscardHandler)}
 	for _, opt := range opts {
 		opt(&o)
@@ -140,8 +149,23 @@ func newClient(b bus, log *slog.Logger) *Client {
 	return &Client{bus: b, log: log}
 }
 
+// errNotDialled is what the methods of a Client that Dial did not make
+// return, instead of a nil pointer panic.
+var errNotDialled = errors.New("systemd.Client used without systemd.Dial: connect with systemd.Dial")
+
+// usable refuses a Client that Dial did not make (the zero value, or nil).
+func (c *Client) usable() error {
+	if c == nil || c.bus == nil || c.log == nil {
+		return errNotDialled
+	}
+	return nil
+}
+
 // Close closes the connection.
 func (c *Client) Close() error {
+	if err := c.usable(); err != nil {
+		return err
+	}
 	c.bus.Close()
 	return nil
 }
@@ -170,6 +194,9 @@ func (s UnitStatus) Active() bool { return s.ActiveState == "active" }
 // Status returns the unit's state. A unit systemd does not know yields a
 // *UnitError wrapping ErrUnitNotFound, together with the status read.
 func (c *Client) Status(ctx context.Context, unit string) (UnitStatus, error) {
+	if err := c.usable(); err != nil {
+		return UnitStatus{Name: unit}, err
+	}
 	st, err := c.status(ctx, unit)
 	if err != nil {
 		return st, &UnitError{Unit: unit, Op: "status", Err: err}
@@ -184,6 +211,9 @@ func (c *Client) Status(ctx context.Context, unit string) (UnitStatus, error) {
 // but "not-found"). It is for choosing between units, e.g. k3s.service and
 // k3s-agent.service; an error means systemd could not be asked.
 func (c *Client) Exists(ctx context.Context, unit string) (bool, error) {
+	if err := c.usable(); err != nil {
+		return false, err
+	}
 	st, err := c.status(ctx, unit)
 	if err != nil {
 		return false, &UnitError{Unit: unit, Op: "status", Err: err}
@@ -269,6 +299,9 @@ func unitErr(unit, op, result string, st UnitStatus, err error) *UnitError {
 // ctx ends first the job keeps running in systemd; only the wait is
 // abandoned.
 func (c *Client) Restart(ctx context.Context, unit string) (UnitStatus, error) {
+	if err := c.usable(); err != nil {
+		return UnitStatus{Name: unit}, err
+	}
 	before, err := c.status(ctx, unit)
 	if err != nil {
 		return before, &UnitError{Unit: unit, Op: "restart", Err: err}
@@ -470,6 +503,9 @@ type Decision struct {
 // new configuration and leaves it alone. A unit that is not active is
 // always restarted.
 func (c *Client) RestartIfNeeded(ctx context.Context, unit string, configWritten time.Time) (UnitStatus, Decision, error) {
+	if err := c.usable(); err != nil {
+		return UnitStatus{Name: unit}, Decision{}, err
+	}
 	st, err := c.Status(ctx, unit)
 	if err != nil {
 		var ue *UnitError
@@ -498,6 +534,9 @@ func (c *Client) RestartIfNeeded(ctx context.Context, unit string, configWritten
 // DaemonReload makes systemd re-read its unit files (systemctl
 // daemon-reload) and returns once it has.
 func (c *Client) DaemonReload(ctx context.Context) error {
+	if err := c.usable(); err != nil {
+		return err
+	}
 	if err := c.bus.ReloadContext(ctx); err != nil {
 		return fmt.Errorf("systemd: daemon-reload: %w", err)
 	}

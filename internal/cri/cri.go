@@ -23,9 +23,18 @@ type Client struct {
 	rs     runtimeapi.RuntimeServiceClient
 }
 
+// MaxSocketPath is the longest path a unix socket address holds: the 108
+// bytes of sun_path less its terminating NUL.
+const MaxSocketPath = 107
+
 // Dial prepares a client for the CRI socket at socket (a path on this
-// machine). No connection is made until a call.
+// machine). No connection is made until a call, so a path too long for a
+// socket address is refused here: the calls would otherwise retry it until
+// their deadline and end with no word of why.
 func Dial(socket string) (*Client, error) {
+	if len(socket) > MaxSocketPath {
+		return nil, fmt.Errorf("CRI socket %s: path of %d bytes, longer than the %d a unix socket address holds (sun_path): mount the host root at a shorter path", socket, len(socket), MaxSocketPath)
+	}
 	conn, err := grpc.NewClient("unix://"+socket, grpc.WithTransportCredentials(insecure.NewCredentials()))
 	if err != nil {
 		return nil, fmt.Errorf("CRI socket %s: %w", socket, err)

@@ -202,6 +202,29 @@ func (d *Dir) Chmod(rel string, perm fs.FileMode) error {
 	return nil
 }
 
+// Chown sets the owner and group of rel below d ("." for d itself). A
+// symlink is changed itself, never followed.
+func (d *Dir) Chown(rel string, uid, gid int) error {
+	c, err := cleanRel(rel)
+	if err != nil {
+		return d.pathErr("chown", rel, err)
+	}
+	if c == "." {
+		err = unix.Fchown(d.fd(), uid, gid)
+	} else {
+		pfd, base, done, perr := d.parent(c)
+		if perr != nil {
+			return d.pathErr("chown", rel, perr)
+		}
+		err = unix.Fchownat(pfd, base, uid, gid, unix.AT_SYMLINK_NOFOLLOW)
+		done()
+	}
+	if err != nil {
+		return d.pathErr("chown", rel, err)
+	}
+	return nil
+}
+
 // Symlink creates the symlink rel below d pointing at target. The target
 // is stored as given; it is the caller's job to have checked it.
 func (d *Dir) Symlink(target, rel string) error {

@@ -157,3 +157,38 @@ func TestDirStatfs(t *testing.T) {
 	assert.Check(t, is.Equal(got.Bsize, want.Bsize))
 	assert.Check(t, is.Equal(got.Blocks, want.Blocks))
 }
+
+// Chown changes the entry itself: a symlink, not what it points to, and
+// nothing outside the Dir through a symlink on the way.
+func TestDirChown(t *testing.T) {
+	if os.Geteuid() != 0 {
+		t.Skip("giving files to another user needs root")
+	}
+	r, dir := newRoot(t)
+	outside := t.TempDir()
+	assert.NilError(t, os.MkdirAll(filepath.Join(dir, "tree/sub"), 0o755))
+	assert.NilError(t, os.WriteFile(filepath.Join(dir, "tree/sub/f"), nil, 0o644))
+	assert.NilError(t, os.Symlink("sub/f", filepath.Join(dir, "tree/link")))
+	assert.NilError(t, os.Symlink(outside, filepath.Join(dir, "tree/out")))
+	d := openDir(t, r, "/tree")
+	owner := func(p string) [2]uint32 {
+		var st unix.Stat_t
+		assert.NilError(t, unix.Lstat(p, &st))
+		return [2]uint32{st.Uid, st.Gid}
+	}
+	for _, tc := range []struct {
+		rel, path string
+	}{
+		{".", "tree"},
+		{"link", "tree/link"},
+	} {
+		assert.NilError(t, d.Chown(tc.rel, 1000, 1001), tc.rel)
+		assert.Check(t, is.Equal(owner(filepath.Join(dir, tc.path)), [2]uint32{1000, 1001}), tc.rel)
+	}
+	assert.Check(t, is.Equal(owner(filepath.Join(dir, "tree/sub/f")), [2]uint32{0, 0}), "the link's target is not changed")
+	assert.NilError(t, d.Chown("sub/f", 1000, 1001))
+	assert.Check(t, is.Equal(owner(filepath.Join(dir, "tree/sub/f")), [2]uint32{1000, 1001}))
+	assert.Check(t, d.Chown("out/x", 1000, 1000) != nil)
+	assert.Check(t, d.Chown("../x", 1000, 1000) != nil)
+	assert.Check(t, is.Equal(owner(outside), [2]uint32{0, 0}))
+}

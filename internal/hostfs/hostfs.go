@@ -36,12 +36,13 @@ type Root struct {
 	dir string
 }
 
-// New returns a Root for dir, which must be an existing directory.
+// New returns a Root for dir, which must be an existing directory given
+// as an absolute path (see CheckRoot).
 func New(dir string) (*Root, error) {
-	abs, err := filepath.Abs(dir)
-	if err != nil {
-		return nil, fmt.Errorf("host root %q: %w", dir, err)
+	if err := CheckRoot(dir); err != nil {
+		return nil, err
 	}
+	abs := filepath.Clean(dir)
 	fi, err := os.Stat(abs)
 	if err != nil {
 		return nil, fmt.Errorf("host root: %w", err)
@@ -50,6 +51,19 @@ func New(dir string) (*Root, error) {
 		return nil, fmt.Errorf("host root %s: not a directory", abs)
 	}
 	return &Root{dir: abs}, nil
+}
+
+// CheckRoot refuses a host root that is empty or relative: either would be
+// taken from the working directory, so a caller that forgot to set it would
+// write the host's files below wherever it happened to run.
+func CheckRoot(dir string) error {
+	if dir == "" {
+		return errors.New(`host root is empty: give the absolute directory the host's root file system is at, "/" on the host itself or e.g. "/host" in a pod`)
+	}
+	if !filepath.IsAbs(dir) {
+		return fmt.Errorf("host root %q is a relative path, which would be taken from the working directory: give an absolute one, e.g. /host", dir)
+	}
+	return nil
 }
 
 // Dir returns the root's path on this machine.

@@ -202,3 +202,23 @@ func TestRemoveEmptyDirsOnReadOnlyMount(t *testing.T) {
 		assert.Check(t, err, d)
 	}
 }
+
+func TestNewRefusesEmptyOrRelativeRoot(t *testing.T) {
+	t.Chdir(t.TempDir())
+	for _, tc := range []struct {
+		dir, want string
+	}{
+		{dir: "", want: "host root is empty"},
+		{dir: ".", want: `host root "." is a relative path`},
+		{dir: "host", want: `host root "host" is a relative path`},
+		{dir: "../host", want: `host root "../host" is a relative path`},
+	} {
+		_, err := New(tc.dir)
+		assert.Check(t, is.ErrorContains(err, tc.want), tc.dir)
+		assert.Check(t, is.ErrorContains(CheckRoot(tc.dir), tc.want), tc.dir)
+	}
+	assert.NilError(t, CheckRoot("/"))
+	r, err := New("/tmp/../tmp/")
+	assert.NilError(t, err)
+	assert.Check(t, is.Equal(r.Dir(), "/tmp"))
+}

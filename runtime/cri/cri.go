@@ -2,6 +2,7 @@ package cri
 
 import (
 	"context"
+	"fmt"
 	"time"
 
 	"github.com/kata-deploy/kata-deploy/internal/cri"
@@ -9,8 +10,9 @@ import (
 	"github.com/kata-deploy/kata-deploy/runtime"
 )
 
-// DefaultTimeout bounds Verify when ctx has no deadline: a runtime
-// restarted on its new config serves its handlers within seconds.
+// DefaultTimeout bounds Verify and Handlers when ctx has no deadline: a
+// runtime restarted on its new config serves its handlers within seconds,
+// and one that does not answer must not hang the caller.
 const DefaultTimeout = 2 * time.Minute
 
 // Verify waits until the container runtime of variant v on the host whose
@@ -34,8 +36,14 @@ func Verify(ctx context.Context, hostRoot string, v runtime.Variant, spec runtim
 }
 
 // Handlers returns the runtime handlers the container runtime of variant v
-// serves now, sorted, without the unnamed default.
+// serves now, sorted, without the unnamed default. It gives up when ctx
+// ends, or after DefaultTimeout when ctx has no deadline.
 func Handlers(ctx context.Context, hostRoot string, v runtime.Variant) ([]string, error) {
+	if _, ok := ctx.Deadline(); !ok {
+		var cancel context.CancelFunc
+		ctx, cancel = context.WithTimeout(ctx, DefaultTimeout)
+		defer cancel()
+	}
 	c, err := dial(hostRoot, v)
 	if err != nil {
 		return nil, err
@@ -44,10 +52,16 @@ func Handlers(ctx context.Context, hostRoot string, v runtime.Variant) ([]string
 	return c.Handlers(ctx)
 }
 
+// dial refuses a host root or variant that would have it ask some other
+// socket than the host runtime's (see hostfs.CheckRoot, Variant.Validate),
+// and a socket path too long to dial.
 func dial(hostRoot string, v runtime.Variant) (*cri.Client, error) {
+	if err := v.Validate(); err != nil {
+		return nil, fmt.Errorf("CRI: %w", err)
+	}
 	root, err := hostfs.New(hostRoot)
 	if err != nil {
-		return nil, err
+		return nil, fmt.Errorf("CRI: %w", err)
 	}
 	return cri.DialUnder(root, v.CRISocket())
 }
