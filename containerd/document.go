@@ -41,6 +41,8 @@ type document struct {
 type span struct{ start, end int }
 
 type importsArray struct {
+	// start is the offset of the start of the line the key is on.
+	start int
 	line  int
 	elems []importElem
 	close int // offset of the closing bracket
@@ -181,7 +183,7 @@ func (d *document) readImports(e *unstable.Node) (*importsArray, error) {
 	if v.Kind != unstable.Array {
 		return nil, &runtime.ConfigError{Path: d.path, Line: line, Key: "imports", Err: errors.New("want an array of file paths")}
 	}
-	a := &importsArray{line: line, close: int(e.Raw.Offset+e.Raw.Length) - 1}
+	a := &importsArray{start: d.lineStart(int(e.Raw.Offset)), line: line, close: int(e.Raw.Offset+e.Raw.Length) - 1}
 	it := v.Children()
 	for it.Next() {
 		n := it.Node()

@@ -152,19 +152,22 @@ func (e *Engine) PlanInstall(ctx context.Context, spec runtime.Spec) (*runtime.P
 			return nil, fmt.Errorf("containerd %s has no per-runtime snapshotter (containerd 1.7 added it), so handler %s cannot use %s: upgrade containerd, or leave the snapshotter out", e.version, h.Name, h.Snapshotter)
 		}
 	}
-	j, err := journal.Load(e.root, e.journalName())
+	var f files
+	j, err := journal.LoadRead(e.root, e.journalName(), &f.reads)
 	if err != nil {
 		return nil, err
 	}
 	if err := j.CheckInstall(spec.Handlers, "containerd.WithName"); err != nil {
 		return nil, err
 	}
-	var f files
 	// The variant table says how each variant takes its config; a
 	// strategy this engine does not know is refused, never guessed.
 	switch s := e.variant.ConfigStrategy(); s {
 	case runtime.StrategyDropInDir:
-		err = e.planDropIn(ctx, &f, e.configPath, e.dropInVersion(), spec, nil)
+		err = e.checkDropInDir(ctx, &f, e.configPath, path.Join(e.configPath, e.dropInName()), spec)
+		if err == nil {
+			err = e.planDropIn(ctx, &f, e.configPath, e.dropInVersion(), spec, nil)
+		}
 	case runtime.StrategyTemplate:
 		err = e.planInPlace(ctx, &f, e.configPath, spec)
 	case runtime.StrategyRendered:
@@ -190,7 +193,7 @@ func (e *Engine) PlanInstall(ctx context.Context, spec runtime.Spec) (*runtime.P
 			return nil, err
 		}
 	}
-	plan := &runtime.Plan{Kind: runtime.Install, Engine: e.ID(), Handlers: spec.HandlerNames(), Changes: f.changes}
+	plan := &runtime.Plan{Kind: runtime.Install, Engine: e.ID(), Handlers: spec.HandlerNames(), Registered: spec.Handlers, Changes: f.changes}
 	// A file or link an earlier install wrote that this one no longer
 	// uses (say, containerd was upgraded and the strategy changed, or no
 	// longer needs shim links) is undone.
@@ -216,7 +219,9 @@ func (e *Engine) PlanInstall(ctx context.Context, spec runtime.Spec) (*runtime.P
 		}
 		plan.Changes = append(plan.Changes, undo.Changes...)
 		plan.Notes = append(plan.Notes, undo.Notes...)
+		f.reads.Add(undo.Reads...)
 	}
+	plan.Reads = f.reads.List()
 	return plan, nil
 }
 
@@ -263,6 +268,8 @@ type files struct {
 	changes []runtime.FileChange
 	targets []string
 	links   []string // resolved host paths
+	// reads are the files and directories the plan was decided on.
+	reads journal.Reads
 }
 
 func (f *files) add(target string, changes ...runtime.FileChange) {
@@ -275,7 +282,7 @@ func (e *Engine) planContainerd(ctx context.Context, f *files, spec runtime.Spec
 	if jf := j.File(e.root, e.configPath); jf != nil && jf.Created {
 		return e.planNewConfig(ctx, f, spec)
 	}
-	main, err := e.read(ctx, e.configPath)
+	main, err := e.read(ctx, f, e.configPath)
 	if err != nil {
 		return err
 	}
@@ -283,7 +290,10 @@ func (e *Engine) planContainerd(ctx context.Context, f *files, spec runtime.Spec
 		return e.planNewConfig(ctx, f, spec)
 	}
 	if !e.mergesImports() {
-		target, err := e.criOwner(ctx, main)
+		if err := e.checkEffective(ctx, f, main, "", spec); err != nil {
+			return err
+		}
+		target, err := e.criOwner(ctx, f, main)
 		if err != nil {
 			return err
 		}
@@ -292,13 +302,19 @@ func (e *Engine) planContainerd(ctx context.Context, f *files, spec runtime.Spec
 		}
 		return e.planInPlace(ctx, f, target, spec)
 	}
-	if dir, err := e.importedDir(main); err != nil || dir != "" {
+	if dir, err := e.importedDir(f, main); err != nil || dir != "" {
 		if err != nil {
+			return err
+		}
+		if err := e.checkEffective(ctx, f, main, path.Join(dir, e.dropInName()), spec); err != nil {
 			return err
 		}
 		return e.planDropIn(ctx, f, dir, importedVersion(main), spec, nil)
 	}
 	dropIn := path.Join(path.Dir(e.configPath), e.dropInName())
+	if err := e.checkEffective(ctx, f, main, dropIn, spec); err != nil {
+		return err
+	}
 	if err := e.planDropIn(ctx, f, path.Dir(e.configPath), importedVersion(main), spec, nil); err != nil {
 		return err
 	}
@@ -318,16 +334,21 @@ func (e *Engine) planContainerd(ctx context.Context, f *files, spec runtime.Spec
 // template at every start and so must never be edited: the handlers go into
 // the drop-in directory that the rendered config imports.
 func (e *Engine) planDistro(ctx context.Context, f *files, spec runtime.Spec) error {
-	main, err := e.read(ctx, e.configPath)
+	main, err := e.read(ctx, f, e.configPath)
 	if err != nil {
 		return err
 	}
 	if main == nil {
 		return fmt.Errorf("%s: not found; %s must have started once and rendered its containerd config before Kata can be registered", e.configPath, e.variant)
 	}
-	dir, err := e.importedDir(main)
+	dir, err := e.importedDir(f, main)
 	if err != nil {
 		return err
+	}
+	if dir != "" {
+		if err := e.checkEffective(ctx, f, main, path.Join(dir, e.dropInName()), spec); err != nil {
+			return err
+		}
 	}
 	if dir == "" {
 		d := path.Dir(e.configPath)
@@ -400,7 +421,7 @@ func (e *Engine) planDropIn(ctx context.Context, f *files, dir string, version i
 // planOwnedFile plans a file the engine owns whole to hold content,
 // creating its directory if needed.
 func (e *Engine) planOwnedFile(ctx context.Context, f *files, p string, content []byte, why string) error {
-	current, err := e.root.ReadFileLimit(p, tomltext.MaxConfigSize)
+	current, err := f.reads.ReadFile(e.root, p)
 	switch {
 	case errors.Is(err, fs.ErrNotExist):
 		dirs, err := journal.PlanDirs(e.root, path.Dir(p))
@@ -421,12 +442,15 @@ func (e *Engine) planOwnedFile(ctx context.Context, f *files, p string, content 
 // planInPlace appends the handlers, as one marked block, to the file that
 // containerd reads them from.
 func (e *Engine) planInPlace(ctx context.Context, f *files, p string, spec runtime.Spec) error {
-	doc, err := e.read(ctx, p)
+	doc, err := e.read(ctx, f, p)
 	if err != nil {
 		return err
 	}
 	if doc == nil {
 		return fmt.Errorf("%s: not found", p)
+	}
+	if err := e.checkEffective(ctx, f, doc, "", spec); err != nil {
+		return err
 	}
 	return e.planInPlaceDoc(ctx, f, doc, spec)
 }
@@ -527,7 +551,7 @@ func importedVersion(main *document) int { return main.version }
 // load the engine's drop-in, or "". containerd stops reading imports, with
 // no error, at the first listed file that does not exist, so a drop-in
 // directory behind such a stale entry is refused rather than used.
-func (e *Engine) importedDir(main *document) (string, error) {
+func (e *Engine) importedDir(f *files, main *document) (string, error) {
 	if main.imports == nil {
 		return "", nil
 	}
@@ -539,7 +563,7 @@ func (e *Engine) importedDir(main *document) (string, error) {
 		}
 		dir, pattern := path.Split(path.Clean(p))
 		if !hasMeta(pattern) {
-			if ok, err := e.root.Exists(p); err != nil {
+			if ok, err := f.reads.Exists(e.root, p); err != nil {
 				return "", err
 			} else if !ok && missing == "" {
 				missing = im.value
@@ -565,7 +589,7 @@ func (e *Engine) importedDir(main *document) (string, error) {
 // criOwner returns the file whose CRI plugin table containerd ends up
 // with when imports replace plugin tables whole: the last direct import
 // that defines it, else the main file.
-func (e *Engine) criOwner(ctx context.Context, main *document) (string, error) {
+func (e *Engine) criOwner(ctx context.Context, f *files, main *document) (string, error) {
 	owner := main.path
 	if main.imports == nil {
 		return owner, nil
@@ -578,7 +602,7 @@ func (e *Engine) criOwner(ctx context.Context, main *document) (string, error) {
 		}
 		files := []string{path.Clean(p)}
 		if dir, pattern := path.Split(path.Clean(p)); hasMeta(pattern) {
-			entries, err := e.root.ReadDir(dir)
+			entries, err := f.reads.ReadDir(e.root, dir)
 			if errors.Is(err, fs.ErrNotExist) {
 				continue
 			}
@@ -592,8 +616,8 @@ func (e *Engine) criOwner(ctx context.Context, main *document) (string, error) {
 				}
 			}
 		}
-		for _, f := range files {
-			doc, err := e.read(ctx, f)
+		for _, p := range files {
+			doc, err := e.read(ctx, f, p)
 			if err != nil {
 				return "", err
 			}
@@ -601,16 +625,17 @@ func (e *Engine) criOwner(ctx context.Context, main *document) (string, error) {
 				continue
 			}
 			if _, ok := doc.lookup("plugins", plugin); ok || doc.block != nil {
-				owner = f
+				owner = p
 			}
 		}
 	}
 	return owner, nil
 }
 
-// read parses a config file, or returns nil if it does not exist.
-func (e *Engine) read(ctx context.Context, p string) (*document, error) {
-	data, err := e.root.ReadFileLimit(p, tomltext.MaxConfigSize)
+// read parses a config file, or returns nil if it does not exist, and
+// records it among the plan's reads.
+func (e *Engine) read(ctx context.Context, f *files, p string) (*document, error) {
+	data, err := f.reads.ReadFile(e.root, p)
 	if errors.Is(err, fs.ErrNotExist) {
 		return nil, nil
 	}

@@ -2,6 +2,7 @@ package containerd
 
 import (
 	"context"
+	"encoding/json"
 	"errors"
 	"os"
 	"path/filepath"
@@ -142,9 +143,9 @@ func (c *failAfter) Err() error {
 	return nil
 }
 
-// An apply that fails part-way puts back what it had done; a run killed
-// part-way (its journal written, a temporary link left) is undone by
-// uninstall. Either way the host ends as it was.
+// An apply that fails part-way puts back what it had done, its journal
+// included; a run killed part-way (its journal written, a temporary link
+// left) is undone by uninstall. Either way the host ends as it was.
 func TestShimLinkFailedApplyLeavesNothing(t *testing.T) {
 	ctx := context.Background()
 	for changes := 0; changes < 4; changes++ {
@@ -157,15 +158,11 @@ func TestShimLinkFailedApplyLeavesNothing(t *testing.T) {
 
 		err = e.Apply(&failAfter{Context: ctx, n: changes + 1}, plan)
 		assert.Check(t, errors.Is(err, context.Canceled), "after %d changes: %v", changes, err)
-		after := hosttest.Snapshot(t, host)
-		for p := range after {
-			if strings.HasPrefix(p, "usr/local/bin/") && p != "usr/local/bin/" {
-				t.Errorf("after %d changes, rollback left %s", changes, p)
-			}
-		}
-		assert.Check(t, is.Equal(after["etc/containerd/config.toml"], before["etc/containerd/config.toml"]))
+		assert.Check(t, is.DeepEqual(hosttest.Snapshot(t, host), before), "after %d changes, rollback left something", changes)
 
-		// What a killed Symlink leaves: its temporary.
+		// What a run killed after its links' journal was written leaves:
+		// the journal, and a killed Symlink's temporary.
+		assert.NilError(t, e.Apply(ctx, plan))
 		tmp := filepath.Join(host, "usr/local/bin/.containerd-shim-kata-qemu-v2.kata-deploy-x1")
 		assert.NilError(t, os.Symlink("/opt/kata/bin/containerd-shim-kata-v2", tmp))
 		undo, err := e.PlanUninstall(ctx)
@@ -292,8 +289,11 @@ func TestShimLinksGoAfterUpgrade(t *testing.T) {
 	assert.Check(t, !strings.Contains(string(j), `"links"`), string(j))
 }
 
-// A shim that moved (the same install under another prefix) gets its
-// link pointed at the new place; uninstall still removes it.
+// The same install under another prefix is refused, naming the handler
+// and both places (it would orphan the first install's files). A journal
+// written before handlers' paths were recorded cannot tell: there a shim
+// that moved gets its link pointed at the new place, and uninstall still
+// removes it.
 func TestShimLinkFollowsAMovedShim(t *testing.T) {
 	ctx := context.Background()
 	host, c := shimHost(t, "/usr/local/bin")
@@ -305,7 +305,23 @@ func TestShimLinkFollowsAMovedShim(t *testing.T) {
 
 	hs, err := runtime.Handlers([]string{"qemu", "clh"}, runtime.WithPrefix("/usr/local/lib"))
 	assert.NilError(t, err)
-	plan, err = e.PlanInstall(ctx, runtime.Spec{Handlers: hs, Mode: runtime.ModeRuntimeClass})
+	moved := runtime.Spec{Handlers: hs, Mode: runtime.ModeRuntimeClass}
+	_, err = e.PlanInstall(ctx, moved)
+	assert.Check(t, is.ErrorContains(err, "records handler kata with shim /opt/kata/bin/containerd-shim-kata-v2"))
+	assert.Check(t, is.ErrorContains(err, "installing it with shim /usr/local/lib/kata/bin/containerd-shim-kata-v2"))
+
+	// An older journal: no "registered".
+	jp := filepath.Join(host, journal.PathFor("containerd"))
+	var old map[string]any
+	data, err := os.ReadFile(jp)
+	assert.NilError(t, err)
+	assert.NilError(t, json.Unmarshal(data, &old))
+	delete(old, "registered")
+	data, err = json.Marshal(old)
+	assert.NilError(t, err)
+	assert.NilError(t, os.WriteFile(jp, data, 0o600))
+
+	plan, err = e.PlanInstall(ctx, moved)
 	assert.NilError(t, err)
 	assert.Check(t, is.Contains(plan.Diff(), "remove symlink /"+qemuLink+" -> /opt/kata/bin/containerd-shim-kata-v2\ncreate symlink /"+qemuLink+" -> /usr/local/lib/kata/bin/containerd-shim-kata-v2\n"))
 	assert.NilError(t, e.Apply(ctx, plan))

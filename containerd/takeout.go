@@ -34,6 +34,14 @@ func (e *Engine) takeOut(ctx context.Context, p string, current []byte, f *journ
 	if doc.imports != nil {
 		for _, im := range doc.imports.elems {
 			if path.Base(im.value) == e.dropInName() {
+				// The last entry of a list the file did not have before
+				// kata-deploy edited it: the list was kata-deploy's line,
+				// and goes whole, as restoring the former bytes would.
+				if len(doc.imports.elems) == 1 {
+					if prev, err := parseDocument(ctx, p, f.Before, e.name); err == nil && prev.imports == nil {
+						return &journal.Surgery{After: splice(doc.data, doc.imports.start, doc.lineEnd(doc.imports.close), "")}, nil
+					}
+				}
 				return &journal.Surgery{After: removeImport(doc, im)}, nil
 			}
 		}

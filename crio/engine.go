@@ -135,14 +135,15 @@ func (e *Engine) PlanInstall(ctx context.Context, spec runtime.Spec) (*runtime.P
 		return nil, fmt.Errorf("CRI-O %s has no untrusted workload runtime (runtime_untrusted_workload and the io.kubernetes.cri-o.TrustedSandbox annotation were removed in CRI-O 1.14): use --mode=%s and runtimeClassName: %s",
 			e.version, runtime.ModeRuntimeClass, spec.Handlers[0].Name)
 	}
-	j, err := journal.Load(e.root, e.journalName())
+	var reads journal.Reads
+	j, err := journal.LoadRead(e.root, e.journalName(), &reads)
 	if err != nil {
 		return nil, err
 	}
 	if err := j.CheckInstall(spec.Handlers, "crio.WithName"); err != nil {
 		return nil, err
 	}
-	if err := e.checkConflicts(ctx, spec); err != nil {
+	if err := e.checkConflicts(ctx, &reads, spec); err != nil {
 		return nil, err
 	}
 	content := render(e.name, spec.Handlers)
@@ -152,8 +153,8 @@ func (e *Engine) PlanInstall(ctx context.Context, spec runtime.Spec) (*runtime.P
 	if err != nil {
 		return nil, err
 	}
-	plan := &runtime.Plan{Kind: runtime.Install, Engine: e.ID(), Handlers: spec.HandlerNames()}
-	current, err := e.root.ReadFileLimit(p, tomltext.MaxConfigSize)
+	plan := &runtime.Plan{Kind: runtime.Install, Engine: e.ID(), Handlers: spec.HandlerNames(), Registered: spec.Handlers}
+	current, err := reads.ReadFile(e.root, p)
 	switch {
 	case errors.Is(err, fs.ErrNotExist):
 		dirs, err := journal.PlanDirs(e.root, e.configDir)
@@ -166,6 +167,7 @@ func (e *Engine) PlanInstall(ctx context.Context, spec runtime.Spec) (*runtime.P
 	case !bytes.Equal(current, content):
 		plan.Changes = []runtime.FileChange{{Op: runtime.Modify, Path: p, Before: current, After: content, Why: "Kata runtime handlers"}}
 	}
+	plan.Reads = reads.List()
 	return plan, nil
 }
 
@@ -206,21 +208,41 @@ func (e *Engine) Apply(ctx context.Context, p *runtime.Plan) error {
 
 // checkConflicts refuses to shadow a runtime handler of the same name that
 // someone else defined in crio.conf or another drop-in: the drop-in would
-// silently win.
-func (e *Engine) checkConflicts(ctx context.Context, spec runtime.Spec) error {
-	files := []string{e.configFile}
-	entries, err := e.root.ReadDir(e.configDir)
-	if err != nil && !errors.Is(err, fs.ErrNotExist) {
+// silently win (or, sorting after it, silently lose). CRI-O reads every
+// file under its drop-in directory, in subdirectories too and whatever its
+// name ends in, so every one is read here; each is recorded among the
+// plan's reads, and so is every directory listed.
+func (e *Engine) checkConflicts(ctx context.Context, reads *journal.Reads, spec runtime.Spec) error {
+	own, err := e.root.Resolve(e.DropInPath())
+	if err != nil {
 		return err
 	}
-	for _, en := range entries {
-		p := path.Join(e.configDir, en.Name())
-		if p != e.DropInPath() && strings.HasSuffix(en.Name(), ".conf") {
+	files := []string{e.configFile}
+	dirs := []string{e.configDir}
+	for len(dirs) > 0 {
+		dir := dirs[0]
+		dirs = dirs[1:]
+		entries, err := reads.ReadDir(e.root, dir)
+		if errors.Is(err, fs.ErrNotExist) {
+			continue
+		}
+		if err != nil {
+			return err
+		}
+		for _, en := range entries {
+			p := path.Join(dir, en.Name())
+			if en.IsDir() {
+				dirs = append(dirs, p)
+				continue
+			}
+			if resolved, err := e.root.Resolve(p); err == nil && resolved == own {
+				continue
+			}
 			files = append(files, p)
 		}
 	}
 	for _, p := range files {
-		data, err := e.root.ReadFileLimit(p, tomltext.MaxConfigSize)
+		data, err := reads.ReadFile(e.root, p)
 		if errors.Is(err, fs.ErrNotExist) {
 			continue
 		}
@@ -243,7 +265,6 @@ func (e *Engine) checkConflicts(ctx context.Context, spec runtime.Spec) error {
 	return nil
 }
 
-// lookup returns the value at a path of keys in a decoded tree, or nil.
 // render writes the drop-in: one table per handler.
 func render(name string, handlers []runtime.Handler) []byte {
 	var b strings.Builder

@@ -111,3 +111,10 @@ func TestInstallation(t *testing.T) {
 		assert.Check(t, err != nil, "%+v", bad)
 	}
 }
+
+// A plan refused for a file it only read says so, naming the file.
+func TestStalePlanErrorRead(t *testing.T) {
+	err := &StalePlanError{Path: "/etc/containerd/config.toml", Read: true}
+	assert.Check(t, is.Error(err, "/etc/containerd/config.toml: config changed since it was planned: re-plan"))
+	assert.Check(t, errors.Is(err, ErrStalePlan))
+}

@@ -42,9 +42,16 @@ var ErrStalePlan = errors.New("plan is stale")
 // return it from Apply.
 type StalePlanError struct {
 	Path string // host path
+	// Read says the plan only read Path (a config it imports, the main
+	// config whose version it chose by, a drop-in directory it listed):
+	// what it would write was decided on content that is no longer there.
+	Read bool
 }
 
 func (e *StalePlanError) Error() string {
+	if e.Read {
+		return e.Path + ": config changed since it was planned: re-plan"
+	}
 	return e.Path + " changed since the plan was made; plan again"
 }
 

@@ -126,10 +126,32 @@ type Plan struct {
 	// another install under the same engine name is refused rather than
 	// silently replacing them.
 	Handlers []string
-	Changes  []FileChange
+	// Registered are, for an install plan, the handlers it registers in
+	// full, in the order of Handlers. The engine records their shim and
+	// config paths, so that a later install under the same engine name
+	// that would repoint them (another prefix, say) is refused rather
+	// than orphaning the first install's files.
+	Registered []Handler
+	Changes    []FileChange
+	// Reads are the host paths the plan's changes were decided on, with
+	// what each held: Apply refuses the plan (a *StalePlanError with Read
+	// set) if any of them has changed since, as it does for the files the
+	// plan writes.
+	Reads []Read
 	// Notes are things an admin should know that are not file changes,
 	// such as a user edit that uninstall had to work around.
 	Notes []string
+}
+
+// Read is one host path a plan read, and a digest of what it held.
+type Read struct {
+	Path string // host path, as the plan resolved it
+	// Dir says Path is a directory the plan listed: the digest is of its
+	// entry names, so that a file added or removed there is noticed.
+	Dir bool
+	// Digest is the hex SHA-256 of the file's content or the directory's
+	// listing; "" when nothing was there.
+	Digest string
 }
 
 // Empty reports whether applying the plan would change nothing.
@@ -176,7 +198,9 @@ type ConfigEngine interface {
 	PlanUninstall(ctx context.Context) (*Plan, error)
 	// Apply carries out a plan this engine made (another's is a
 	// *ForeignPlanError). It writes nothing once ctx has ended, checks
-	// every file still holds what the plan saw (else a *StalePlanError),
-	// and on any failure puts back what it had already changed.
+	// every file it writes or the plan read (Plan.Reads) still holds what
+	// the plan saw (else a *StalePlanError), and on any failure puts back
+	// what it had already changed. Applies on one host, of any engine, are
+	// serialised, so that two never interleave their checks and writes.
 	Apply(ctx context.Context, p *Plan) error
 }

@@ -24,6 +24,7 @@ import (
 	"path/filepath"
 	"strconv"
 	"strings"
+	"syscall"
 	"time"
 
 	securejoin "github.com/cyphar/filepath-securejoin"
@@ -368,34 +369,90 @@ func (r *Root) Remove(p string) error {
 // missing) and blocks until it has it or ctx ends. Installers that share a
 // host serialise on it. Call the returned function to release the lock.
 func (r *Root) Lock(ctx context.Context, p string) (unlock func(), err error) {
-	resolved, err := r.Resolve(p)
+	fd, err := r.lockFD(ctx, p)
 	if err != nil {
 		return nil, err
+	}
+	return func() { unix.Close(fd) }, nil
+}
+
+// LockTransient is Lock on a lock file that exists only while someone
+// holds it: unlock removes it, so that a host whose lock is free holds no
+// lock file. A waiter that gets the lock of a file its holder has
+// removed since lets it go and locks the file now at p (creating it), so
+// that two holders never lock two different files. The directory of p must
+// exist; an error matching fs.ErrNotExist says it does not (someone
+// removed it while we waited).
+func (r *Root) LockTransient(ctx context.Context, p string) (unlock func(), err error) {
+	for {
+		fd, err := r.lockFD(ctx, p)
+		if err != nil {
+			return nil, err
+		}
+		var held unix.Stat_t
+		if err := unix.Fstat(fd, &held); err != nil {
+			unix.Close(fd)
+			return nil, &fs.PathError{Op: "lock", Path: p, Err: err}
+		}
+		fi, err := r.Stat(p)
+		if err != nil && !errors.Is(err, fs.ErrNotExist) {
+			unix.Close(fd)
+			return nil, err
+		}
+		if st, ok := statT(fi); ok && uint64(st.Dev) == uint64(held.Dev) && st.Ino == held.Ino {
+			return func() {
+				// Removed before it is let go: whoever locks it next
+				// sees that it is gone and makes a new one.
+				_ = r.Remove(p)
+				unix.Close(fd)
+			}, nil
+		}
+		unix.Close(fd)
+		if err := ctx.Err(); err != nil {
+			return nil, fmt.Errorf("waiting for lock %s: %w", p, err)
+		}
+	}
+}
+
+func statT(fi fs.FileInfo) (*syscall.Stat_t, bool) {
+	if fi == nil {
+		return nil, false
+	}
+	st, ok := fi.Sys().(*syscall.Stat_t)
+	return st, ok
+}
+
+// lockFD opens (creating) the host file p and flocks it, polling until it
+// has the lock or ctx ends.
+func (r *Root) lockFD(ctx context.Context, p string) (int, error) {
+	resolved, err := r.Resolve(p)
+	if err != nil {
+		return -1, err
 	}
 	dir, base := path.Split(resolved)
 	d, err := r.open(dir, unix.O_RDONLY|unix.O_DIRECTORY)
 	if err != nil {
-		return nil, fmt.Errorf("lock %s: %w", p, err)
+		return -1, fmt.Errorf("lock %s: %w", p, err)
 	}
 	fd, err := unix.Openat(int(d.Fd()), base, unix.O_RDWR|unix.O_CREAT|unix.O_NOFOLLOW|unix.O_CLOEXEC, 0o600)
 	d.Close()
 	if err != nil {
-		return nil, &fs.PathError{Op: "lock", Path: p, Err: err}
+		return -1, &fs.PathError{Op: "lock", Path: p, Err: err}
 	}
 	const poll = 50 * time.Millisecond
 	for {
 		err := unix.Flock(fd, unix.LOCK_EX|unix.LOCK_NB)
 		if err == nil {
-			return func() { unix.Close(fd) }, nil
+			return fd, nil
 		}
-		if !errors.Is(err, unix.EWOULDBLOCK) {
+		if !errors.Is(err, unix.EWOULDBLOCK) && !errors.Is(err, unix.EINTR) {
 			unix.Close(fd)
-			return nil, &fs.PathError{Op: "lock", Path: p, Err: err}
+			return -1, &fs.PathError{Op: "lock", Path: p, Err: err}
 		}
 		select {
 		case <-ctx.Done():
 			unix.Close(fd)
-			return nil, fmt.Errorf("waiting for lock %s: %w", p, ctx.Err())
+			return -1, fmt.Errorf("waiting for lock %s: %w", p, ctx.Err())
 		case <-time.After(poll):
 		}
 	}

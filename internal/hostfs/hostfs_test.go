@@ -125,6 +125,38 @@ func TestLockSerialises(t *testing.T) {
 	unlock2()
 }
 
+// A transient lock serialises like Lock, leaves no file once released,
+// and a waiter that got the lock of the file its holder removed takes the
+// new one rather than running beside the next holder.
+func TestLockTransient(t *testing.T) {
+	r, dir := newRoot(t)
+	unlock, err := r.LockTransient(context.Background(), "/lock")
+	assert.NilError(t, err)
+	ctx, cancel := context.WithTimeout(context.Background(), 150*time.Millisecond)
+	defer cancel()
+	_, err = r.LockTransient(ctx, "/lock")
+	assert.ErrorIs(t, err, context.DeadlineExceeded)
+
+	got := make(chan func())
+	go func() {
+		u, err := r.LockTransient(context.Background(), "/lock")
+		assert.Check(t, err)
+		got <- u
+	}()
+	time.Sleep(100 * time.Millisecond) // the waiter holds the old file open
+	unlock()
+	unlock2 := <-got
+	_, err = os.Lstat(filepath.Join(dir, "lock"))
+	assert.NilError(t, err, "the new holder's file")
+	ctx2, cancel2 := context.WithTimeout(context.Background(), 150*time.Millisecond)
+	defer cancel2()
+	_, err = r.LockTransient(ctx2, "/lock")
+	assert.ErrorIs(t, err, context.DeadlineExceeded)
+	unlock2()
+	_, err = os.Lstat(filepath.Join(dir, "lock"))
+	assert.Check(t, os.IsNotExist(err), "lock file left: %v", err)
+}
+
 // TestStaleTempsOfAKilledWriterAreSwept: a writer killed between creating
 // its temporary and renaming it leaves the temporary behind; the next
 // write or removal of that file removes it, and leaves other files alone.

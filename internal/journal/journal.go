@@ -62,6 +62,17 @@ type Journal struct {
 	// one first: another install under the same engine name is refused
 	// (see CheckInstall).
 	Handlers []string `json:"handlers,omitempty"`
+	// Registered are the handlers the last install registered with the
+	// paths they point at, so that an install under the same engine name
+	// that would repoint one is refused (see CheckInstall).
+	Registered []Registered `json:"registered,omitempty"`
+}
+
+// Registered is one handler as an install registered it.
+type Registered struct {
+	Name       string `json:"name"`
+	ShimPath   string `json:"shimPath"`
+	ConfigPath string `json:"configPath"`
 }
 
 // PathFor returns the host path of an engine's journal.
@@ -69,8 +80,21 @@ func PathFor(engine string) string { return path.Join(Dir, engine+".json") }
 
 // Load reads an engine's journal; a missing one is empty.
 func Load(root *hostfs.Root, engine string) (*Journal, error) {
+	return LoadRead(root, engine, &Reads{})
+}
+
+// LoadRead is Load for a plan: it records the journal in reads, so that a
+// plan made from it is refused once another apply has changed it.
+func LoadRead(root *hostfs.Root, engine string, reads *Reads) (*Journal, error) {
 	j := &Journal{Engine: engine, Files: map[string]*File{}}
+	// Not ReadFile's size limit: a journal holds whole config files.
 	data, err := root.ReadFile(PathFor(engine))
+	switch {
+	case err == nil:
+		reads.add(runtime.Read{Path: PathFor(engine), Digest: Digest(data)})
+	case errors.Is(err, fs.ErrNotExist):
+		reads.add(runtime.Read{Path: PathFor(engine)})
+	}
 	if errors.Is(err, fs.ErrNotExist) {
 		return j, nil
 	}
@@ -218,6 +242,8 @@ type Surgeon func(ctx context.Context, p string, current []byte, f *File) (*Surg
 // what gets removed.
 func PlanUninstall(ctx context.Context, root *hostfs.Root, j *Journal, surgeon Surgeon) (*runtime.Plan, error) {
 	plan := &runtime.Plan{Kind: runtime.Uninstall}
+	var reads Reads
+	defer func() { plan.Reads = reads.List() }()
 	stamp := time.Now().UTC().Format("20060102T150405Z")
 	save := func(p string, current []byte, what string) error {
 		dst := path.Join(SavedDir, p) + "." + stamp
@@ -239,7 +265,7 @@ func PlanUninstall(ctx context.Context, root *hostfs.Root, j *Journal, surgeon S
 		if err != nil {
 			return nil, err
 		}
-		current, err := root.ReadFileLimit(p, MaxFileSize)
+		current, err := reads.ReadFile(root, p)
 		if errors.Is(err, fs.ErrNotExist) {
 			if !f.Created {
 				plan.Notes = append(plan.Notes, fmt.Sprintf("%s was removed by someone else; nothing to restore", p))
@@ -278,6 +304,11 @@ func PlanUninstall(ctx context.Context, root *hostfs.Root, j *Journal, surgeon S
 			}
 		}
 	}
+	handover, err := planHandover(ctx, root, j, surgeon, &reads)
+	if err != nil {
+		return nil, err
+	}
+	plan.Changes = append(plan.Changes, handover...)
 	for _, recorded := range slices.Sorted(maps.Keys(j.Links)) {
 		if err := ctx.Err(); err != nil {
 			return nil, err
@@ -318,6 +349,106 @@ func PlanUninstall(ctx context.Context, root *hostfs.Root, j *Journal, surgeon S
 	return plan, nil
 }
 
+// planHandover returns the changes that take this engine's edit out of the
+// former bytes another engine's journal keeps of a file both edited: that
+// install edited the file after this one, so the bytes it would put back
+// hold this one's edit. Without them, uninstalling the first install
+// before the second left the first one's edit (an emptied imports list)
+// for good. A journal the surgeon cannot take the edit out of is left as
+// it is.
+func planHandover(ctx context.Context, root *hostfs.Root, j *Journal, surgeon Surgeon, reads *Reads) ([]runtime.FileChange, error) {
+	// Not a read of the plan's: Dir holds the apply lock file when the
+	// plan is applied. The journals themselves are.
+	entries, err := root.ReadDir(Dir)
+	if errors.Is(err, fs.ErrNotExist) {
+		return nil, nil
+	}
+	if err != nil {
+		return nil, err
+	}
+	var out []runtime.FileChange
+	for _, e := range entries {
+		name, ok := strings.CutSuffix(e.Name(), ".json")
+		if !ok || name == j.Engine || !e.Type().IsRegular() {
+			continue
+		}
+		p := path.Join(Dir, e.Name())
+		data, err := reads.ReadFile(root, p)
+		if err != nil {
+			continue
+		}
+		var o Journal
+		if json.Unmarshal(data, &o) != nil || o.Engine != name {
+			continue // not a journal
+		}
+		changed := false
+		for recorded, f := range j.Files {
+			of := o.Files[recorded]
+			if f.Created || of == nil || of.Created || bytes.Equal(of.Before, f.Before) {
+				continue
+			}
+			s, err := surgeon(ctx, recorded, of.Before, f)
+			if err != nil || s.Dropped != "" || bytes.Equal(s.After, of.Before) {
+				continue
+			}
+			of.Before = s.After
+			changed = true
+		}
+		if !changed {
+			continue
+		}
+		after, err := json.MarshalIndent(&o, "", "  ")
+		if err != nil {
+			return nil, err
+		}
+		out = append(out, runtime.FileChange{Op: runtime.Modify, Path: p, Before: data, After: append(after, '\n'), Perm: 0o600,
+			Why: "take " + j.Engine + "'s edit out of what " + name + " restores"})
+	}
+	return out, nil
+}
+
+// handOverStateDirs gives dirs, the state directories an apply of engine
+// made or its uninstall would remove, to every other journal that records
+// fewer: an install that found Dir made by another apply that had not (or
+// never, being refused) saved its journal records only Dir, and the
+// directories above it would outlive both installs if the one that made
+// them went first. The caller holds the apply lock.
+func handOverStateDirs(root *hostfs.Root, engine string, dirs []string) error {
+	if len(dirs) == 0 {
+		return nil
+	}
+	entries, err := root.ReadDir(Dir)
+	if errors.Is(err, fs.ErrNotExist) {
+		return nil
+	}
+	if err != nil {
+		return err
+	}
+	for _, e := range entries {
+		name, ok := strings.CutSuffix(e.Name(), ".json")
+		if !ok || name == engine || !e.Type().IsRegular() {
+			continue
+		}
+		data, err := root.ReadFile(path.Join(Dir, e.Name()))
+		if err != nil {
+			continue
+		}
+		var o Journal
+		if json.Unmarshal(data, &o) != nil || o.Engine != name || len(o.StateDirs) >= len(dirs) {
+			continue // not a journal, or it knows as much
+		}
+		o.StateDirs = dirs
+		out, err := json.MarshalIndent(&o, "", "  ")
+		if err != nil {
+			return err
+		}
+		if err := root.WriteFile(path.Join(Dir, e.Name()), append(out, '\n'), 0o600); err != nil {
+			return err
+		}
+	}
+	return nil
+}
+
 // ChangedError says a file no longer holds what a plan saw; the plan is
 // stale and must be made again. It is the public runtime.StalePlanError.
 type ChangedError = runtime.StalePlanError
@@ -339,16 +470,31 @@ func CheckName(name string) error {
 	return nil
 }
 
-// CheckInstall refuses to plan an install whose default handler is not the
-// one the journal records: another install, under the same engine name,
-// whose tables the plan would replace without a word. fix says how to give
-// this install an engine name of its own (e.g. "containerd.WithName").
+// CheckInstall refuses to plan an install that would replace, without a
+// word, what another install under the same engine name registered: one
+// whose default handler is not the one the journal records, or that points
+// a handler the journal records at another shim or Kata config (another
+// prefix, say, which would leave the first install's files orphaned).
+// Adding or dropping a handler of the same install is not refused: that
+// is how an install's shim list changes. fix says how to give this install
+// an engine name of its own (e.g. "containerd.WithName").
 func (j *Journal) CheckInstall(handlers []runtime.Handler, fix string) error {
-	if len(j.Handlers) == 0 || len(handlers) == 0 || j.Empty() || j.Handlers[0] == handlers[0].Name {
+	if len(handlers) == 0 || j.Empty() {
 		return nil
 	}
-	return fmt.Errorf("%s records another install under this engine name (handlers %s): installing handlers %s with it would replace them; give each install its own engine name (%s), or uninstall the other first",
-		PathFor(j.Engine), strings.Join(j.Handlers, ", "), handlerNames(handlers), fix)
+	if len(j.Handlers) > 0 && j.Handlers[0] != handlers[0].Name {
+		return fmt.Errorf("%s records another install under this engine name (handlers %s): installing handlers %s with it would replace them; give each install its own engine name (%s), or uninstall the other first",
+			PathFor(j.Engine), strings.Join(j.Handlers, ", "), handlerNames(handlers), fix)
+	}
+	for _, h := range handlers {
+		for _, r := range j.Registered {
+			if r.Name == h.Name && (r.ShimPath != h.ShimPath || r.ConfigPath != h.ConfigPath) {
+				return fmt.Errorf("%s records handler %s with shim %s and config %s: installing it with shim %s and config %s under the same engine name would repoint it and leave the first install's files behind; uninstall the first install, or give this one its own engine name (%s)",
+					PathFor(j.Engine), h.Name, r.ShimPath, r.ConfigPath, h.ShimPath, h.ConfigPath, fix)
+			}
+		}
+	}
+	return nil
 }
 
 func handlerNames(hs []runtime.Handler) string {
@@ -371,30 +517,64 @@ func CheckPlan(p *runtime.Plan, id string) error {
 }
 
 // Apply carries out plan for engine on the host. It writes nothing once
-// ctx has ended. It first checks that every file still holds what the plan
-// saw, then records the plan in the
-// journal, then makes the changes in order; if one fails, it puts back
-// those already made. Applying an uninstall plan ends by deleting the
-// journal.
-func Apply(ctx context.Context, root *hostfs.Root, engine string, plan *runtime.Plan) error {
+// ctx has ended. Holding the apply lock (LockPath) throughout, it first
+// checks that every file the plan read or writes still holds what the
+// plan saw, then records the plan in the journal, then makes the changes
+// in order; if one fails, it puts back those already made and the journal
+// as it was, so that a refused install leaves nothing behind. Applying an
+// uninstall plan ends by deleting the journal.
+func Apply(ctx context.Context, root *hostfs.Root, engine string, plan *runtime.Plan) (err error) {
 	// Nothing, not even the journal, is written once ctx has ended: a
 	// journal saved for changes never made would date a config write
 	// (LastWrite) that did not happen.
 	if err := ctx.Err(); err != nil {
 		return err
 	}
-	// A run killed while writing the journal left its temporary; this run
-	// may have nothing to write (its plan is empty), so clear it here.
-	root.RemoveTemps(PathFor(engine))
 	if plan.Empty() && plan.Kind != runtime.Uninstall {
-		return nil
+		// Nothing to write, so nothing to serialise (nor a lock file to
+		// make on a host that has none): the plan must only still hold.
+		return CheckReads(root, plan.Reads)
+	}
+	made, unlock, err := lock(ctx, root)
+	if err != nil {
+		return err
+	}
+	var stateDirs []string
+	defer func() {
+		// Only once the lock file is gone from Dir can the state
+		// directories this apply made, or an uninstall emptied, go. Both
+		// are chains of directories ending at Dir, outermost first: the
+		// longer one holds the other.
+		dirs := stateDirs
+		if len(made) > len(dirs) {
+			dirs = made
+		}
+		// Still under the lock: the journals left in Dir must know them.
+		if herr := handOverStateDirs(root, engine, dirs); herr != nil && err == nil {
+			err = herr
+		}
+		if uerr := unlock(dirs); uerr != nil && err == nil {
+			err = uerr
+		}
+	}()
+	stateDirs, err = apply(ctx, root, engine, plan, made)
+	return err
+}
+
+// apply is Apply under the lock. It returns, for an uninstall, the state
+// directories to remove once they are empty.
+func apply(ctx context.Context, root *hostfs.Root, engine string, plan *runtime.Plan, made []string) ([]string, error) {
+	// A run killed while writing the journal left its temporary.
+	root.RemoveTemps(PathFor(engine))
+	if err := CheckReads(root, plan.Reads); err != nil {
+		return nil, err
 	}
 	// A link the plan removes before making it anew (its shim moved) may
 	// be there when the new one is checked.
 	removed := map[string]string{}
 	for _, c := range plan.Changes {
 		if err := checkPrecondition(root, c, removed); err != nil {
-			return err
+			return nil, err
 		}
 		if c.Op == runtime.RemoveSymlink {
 			removed[c.Path] = c.Target
@@ -402,19 +582,37 @@ func Apply(ctx context.Context, root *hostfs.Root, engine string, plan *runtime.
 	}
 	j, err := Load(root, engine)
 	if err != nil {
-		return err
+		return nil, err
 	}
 	for p := range j.Links {
 		// Likewise a temporary of a symlink a killed run was making.
 		root.RemoveTemps(p)
 	}
+	// The journal as it was, to put back if the install fails.
+	former, err := root.ReadFile(PathFor(engine))
+	hadJournal := err == nil
+	if err != nil && !errors.Is(err, fs.ErrNotExist) {
+		return nil, fmt.Errorf("read journal: %w", err)
+	}
+	restoreJournal := func() error {
+		if hadJournal {
+			return root.WriteFile(PathFor(engine), former, 0o600)
+		}
+		return root.Remove(PathFor(engine))
+	}
 	if plan.Kind == runtime.Install {
-		if err := record(root, j, plan); err != nil {
-			return err
+		if err := record(root, j, plan, made); err != nil {
+			if rerr := restoreJournal(); rerr != nil {
+				return nil, fmt.Errorf("%w; putting back the journal also failed: %w", err, rerr)
+			}
+			return nil, err
 		}
 	}
 
 	var undo []func() error
+	if plan.Kind == runtime.Install {
+		undo = append(undo, restoreJournal)
+	}
 	rollback := func(cause error) error {
 		var errs []error
 		for i := len(undo) - 1; i >= 0; i-- {
@@ -429,11 +627,11 @@ func Apply(ctx context.Context, root *hostfs.Root, engine string, plan *runtime.
 	}
 	for _, c := range plan.Changes {
 		if err := ctx.Err(); err != nil {
-			return rollback(err)
+			return nil, rollback(err)
 		}
 		u, err := applyChange(root, j, c)
 		if err != nil {
-			return rollback(fmt.Errorf("%s %s: %w", c.Op, c.Path, err))
+			return nil, rollback(fmt.Errorf("%s %s: %w", c.Op, c.Path, err))
 		}
 		undo = append(undo, u)
 	}
@@ -441,23 +639,20 @@ func Apply(ctx context.Context, root *hostfs.Root, engine string, plan *runtime.
 	switch plan.Kind {
 	case runtime.Install:
 		if err := prune(root, j); err != nil {
-			return err
+			return nil, err
 		}
-		return save(root, j)
+		return nil, save(root, j, made)
 	case runtime.Uninstall:
 		if err := root.Remove(PathFor(engine)); err != nil {
-			return err
+			return nil, err
 		}
 		// The journal's directories go too once no engine needs them.
-		dirs := j.StateDirs
-		if len(dirs) == 0 {
-			dirs = []string{Dir}
+		if len(j.StateDirs) == 0 {
+			return []string{Dir}, nil
 		}
-		if _, err := root.RemoveEmptyDirs(dirs); err != nil {
-			return err
-		}
+		return j.StateDirs, nil
 	}
-	return nil
+	return nil, nil
 }
 
 func checkPrecondition(root *hostfs.Root, c runtime.FileChange, removedLinks map[string]string) error {
@@ -503,9 +698,15 @@ func checkPrecondition(root *hostfs.Root, c runtime.FileChange, removedLinks map
 
 // record adds what an install plan will do to the journal and saves it, so
 // the journal is on disk before the first change.
-func record(root *hostfs.Root, j *Journal, plan *runtime.Plan) error {
+func record(root *hostfs.Root, j *Journal, plan *runtime.Plan, made []string) error {
 	if len(plan.Handlers) > 0 {
 		j.Handlers = plan.Handlers
+	}
+	if len(plan.Registered) > 0 {
+		j.Registered = j.Registered[:0]
+		for _, h := range plan.Registered {
+			j.Registered = append(j.Registered, Registered{Name: h.Name, ShimPath: h.ShimPath, ConfigPath: h.ConfigPath})
+		}
 	}
 	for _, c := range plan.Changes {
 		if c.Path == Dir || strings.HasPrefix(c.Path, Dir+"/") {
@@ -551,7 +752,70 @@ func record(root *hostfs.Root, j *Journal, plan *runtime.Plan) error {
 			f.After = f.After[n-4:]
 		}
 	}
-	return save(root, j)
+	if err := shareDirs(root, j, plan); err != nil {
+		return err
+	}
+	return save(root, j, made)
+}
+
+// others loads the other journals in Dir (and any other JSON file there
+// that reads as one), for what they record of shared directories.
+func others(root *hostfs.Root, engine string) ([]*Journal, error) {
+	entries, err := root.ReadDir(Dir)
+	if errors.Is(err, fs.ErrNotExist) {
+		return nil, nil
+	}
+	if err != nil {
+		return nil, err
+	}
+	var out []*Journal
+	for _, e := range entries {
+		name, ok := strings.CutSuffix(e.Name(), ".json")
+		if !ok || name == engine || !e.Type().IsRegular() {
+			continue
+		}
+		var o Journal
+		data, err := root.ReadFileLimit(path.Join(Dir, e.Name()), MaxFileSize)
+		if err != nil || json.Unmarshal(data, &o) != nil {
+			continue // not a journal, or not readable: nothing shared
+		}
+		out = append(out, &o)
+	}
+	return out, nil
+}
+
+// shareDirs makes j record, as its own, the directories on the way to what
+// the plan creates that another journal records it created. Whichever
+// install is uninstalled first then finds them in use and leaves them, and
+// the last one removes them: without this, the one that made them, if
+// uninstalled first, left them to an install that did not know them, and
+// they outlived both.
+func shareDirs(root *hostfs.Root, j *Journal, plan *runtime.Plan) error {
+	ots, err := others(root, j.Engine)
+	if err != nil || len(ots) == 0 {
+		return err
+	}
+	shared := map[string]bool{}
+	for _, o := range ots {
+		for _, d := range o.Dirs {
+			shared[d] = true
+		}
+	}
+	for _, c := range plan.Changes {
+		switch c.Op {
+		case runtime.Create, runtime.CreateDir, runtime.CreateSymlink:
+		default:
+			continue
+		}
+		for d := path.Dir(c.Path); d != "/" && d != "."; d = path.Dir(d) {
+			if shared[d] && !slices.Contains(j.Dirs, d) {
+				j.Dirs = append(j.Dirs, d)
+			}
+		}
+	}
+	// Outermost first, as uninstall removes them innermost first.
+	slices.SortStableFunc(j.Dirs, func(a, b string) int { return strings.Count(a, "/") - strings.Count(b, "/") })
+	return nil
 }
 
 // prune forgets files that are back to their former state, files the
@@ -581,18 +845,38 @@ func prune(root *hostfs.Root, j *Journal) error {
 	return nil
 }
 
-func save(root *hostfs.Root, j *Journal) error {
+// save writes the journal. made are the state directories the apply lock
+// had to make for Dir.
+func save(root *hostfs.Root, j *Journal, made []string) error {
 	if j.Empty() {
 		return root.Remove(PathFor(j.Engine))
 	}
-	made, err := root.MkdirAll(Dir, 0o700)
+	m, err := root.MkdirAll(Dir, 0o700)
 	if err != nil {
 		return err
+	}
+	if len(m) > 0 {
+		made = m
 	}
 	switch {
 	case len(made) > 0:
 		j.StateDirs = made
 	case len(j.StateDirs) == 0:
+		// Another engine's journal made Dir and records the directories
+		// it made for it: the last journal to go must remove them all,
+		// whichever it is.
+		ots, err := others(root, j.Engine)
+		if err != nil {
+			return err
+		}
+		for _, o := range ots {
+			if len(o.StateDirs) > len(j.StateDirs) {
+				j.StateDirs = o.StateDirs
+			}
+		}
+		if len(j.StateDirs) > 0 {
+			break
+		}
 		// Dir was there already without this engine's journal: left by a
 		// run killed between making it and writing the journal, or shared
 		// with another engine. Uninstall removes it only once it is empty
@@ -621,10 +905,13 @@ func applyChange(root *hostfs.Root, j *Journal, c runtime.FileChange) (func() er
 		}
 		return func() error { return root.Remove(c.Path) }, nil
 	case runtime.Modify:
-		if err := root.WriteFile(c.Path, c.After, 0o644); err != nil {
+		if perm == 0 {
+			perm = 0o644
+		}
+		if err := root.WriteFile(c.Path, c.After, perm); err != nil {
 			return nil, err
 		}
-		return func() error { return root.WriteFile(c.Path, c.Before, 0o644) }, nil
+		return func() error { return root.WriteFile(c.Path, c.Before, perm) }, nil
 	case runtime.Delete:
 		if err := root.Remove(c.Path); err != nil {
 			return nil, err
