@@ -373,14 +373,17 @@ func planHandover(ctx context.Context, root *hostfs.Root, j *Journal, surgeon Su
 			continue
 		}
 		p := path.Join(Dir, e.Name())
-		data, err := reads.ReadFile(root, p)
+		data, err := root.ReadFileLimit(p, MaxFileSize)
 		if err != nil {
 			continue
 		}
 		var o Journal
 		if json.Unmarshal(data, &o) != nil || o.Engine != name {
-			continue // not a journal
+			// Not a journal (an installer's record, which it rewrites
+			// between plan and apply): not a read of the plan's either.
+			continue
 		}
+		reads.Add(runtime.Read{Path: p, Digest: Digest(data)})
 		changed := false
 		for recorded, f := range j.Files {
 			of := o.Files[recorded]

@@ -141,7 +141,7 @@ func TestInstallBranches(t *testing.T) {
 					panic(err)
 				}
 			},
-			wantErr:     []string{"register Kata with containerd: /etc/containerd/config.toml changed since the plan was made; plan again"},
+			wantErr:     []string{"register Kata with containerd: /etc/containerd/config.toml: config changed since it was planned: re-plan"},
 			wantCalls:   cat(installed, []string{"event KataInstallFailed"}),
 			wantChanged: []string{"etc/containerd/config.toml"},
 		},
