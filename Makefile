@@ -11,7 +11,7 @@ FLAVOUR ?= containerd-1.6
 # Everything the tests need, then every test (unit, real-runtime and
 # end-to-end). Safe to run on a fresh Debian 12 machine as root.
 test: prereqs provision vet
-	$(GO) test $(GOFLAGS) -count=1 -timeout 30m ./...
+	$(GO) test $(GOFLAGS) -count=1 -timeout 60m ./...
 
 # The README's quick start on a local cluster: a real control plane and
 # systemd-booted nodes running $(FLAVOUR) with a kubelet; the DaemonSets from

@@ -278,22 +278,12 @@ func (k *kube) nodeLabels(t *testing.T) map[string]map[string]string {
 	return out
 }
 
-// unitTimes reads a unit's monotonic activation times and its main PID on the node.
+// unitTimes reads a unit's monotonic activation times on the node.
 func unitTimes(t *testing.T, n *testbed.Node, unit string) (activeEnter, activeExit time.Duration) {
 	t.Helper()
-	out, err := n.Exec(context.Background(), "systemctl", "show", "-p", "ActiveEnterTimestampMonotonic", "-p", "ActiveExitTimestampMonotonic", unit)
+	activeEnter, activeExit, err := unitTimesCtx(context.Background(), n, unit)
 	must(t, err)
-	for _, l := range strings.Split(string(out), "\n") {
-		k, v, _ := strings.Cut(l, "=")
-		n, _ := strconv.ParseInt(v, 10, 64)
-		switch k {
-		case "ActiveEnterTimestampMonotonic":
-			activeEnter = time.Duration(n) * time.Microsecond
-		case "ActiveExitTimestampMonotonic":
-			activeExit = time.Duration(n) * time.Microsecond
-		}
-	}
-	return
+	return activeEnter, activeExit
 }
 
 // standinRecords are the stand-in shim's records on a node (one JSON object a line).

@@ -107,14 +107,28 @@ func underFault(t *testing.T, f fault) {
 
 	installers := map[string][]string{} // node -> installer pod UIDs seen
 	took := waitFor(t, 8*time.Minute, "every node kata-runtime=true", func() (bool, string) {
-		for _, p := range k.pods(t, "kube-system", "app.kubernetes.io/component in (installer-containerd,installer-crio)") {
-			if !slices.Contains(installers[p.Spec.NodeName], string(p.UID)) {
-				installers[p.Spec.NodeName] = append(installers[p.Spec.NodeName], string(p.UID))
+		// The API server may be down (a fault): ask with a deadline, and
+		// ask again later.
+		actx, cancel := context.WithTimeout(ctx, 5*time.Second)
+		defer cancel()
+		pods, err := k.cs.CoreV1().Pods("kube-system").List(actx, metav1.ListOptions{LabelSelector: "app.kubernetes.io/name=kata-deploy"})
+		if err != nil {
+			return false, "API server: " + err.Error()
+		}
+		for _, p := range pods.Items {
+			if c := p.Labels["app.kubernetes.io/component"]; c == "installer-containerd" || c == "installer-crio" {
+				if !slices.Contains(installers[p.Spec.NodeName], string(p.UID)) {
+					installers[p.Spec.NodeName] = append(installers[p.Spec.NodeName], string(p.UID))
+				}
 			}
 		}
-		for name, l := range k.nodeLabels(t) {
-			if l[label+"kata-runtime"] != "true" {
-				return false, fmt.Sprintf("%s: %v; pods: %s", name, l, podSummary(k.pods(t, "kube-system", "app.kubernetes.io/name=kata-deploy")))
+		nodes, err := k.cs.CoreV1().Nodes().List(actx, metav1.ListOptions{})
+		if err != nil {
+			return false, "API server: " + err.Error()
+		}
+		for _, n := range nodes.Items {
+			if n.Labels[label+"kata-runtime"] != "true" {
+				return false, fmt.Sprintf("%s: %v; pods: %s", n.Name, n.Labels, podSummary(pods.Items))
 			}
 		}
 		return true, ""
@@ -257,30 +271,24 @@ func apiOutage(d time.Duration) func(context.Context, *kube, map[string]unitStat
 	}
 }
 
-// killInstaller SIGKILLs the installer container's process on n, as the
-// OOM killer or a node problem would: its pod restarts it.
+// killInstaller SIGKILLs the installer's process on n, as the OOM killer
+// or a node problem would: its pod restarts it. The runtime may be down
+// (restarting), so the process is found in the node's /proc, not by CRI.
 func killInstaller(ctx context.Context, n *testbed.Node) (int, error) {
-	out, err := n.Exec(ctx, "crictl", "ps", "-q", "--name", "kata-installer")
+	out, err := n.Exec(ctx, "sh", "-c", `for p in /proc/[0-9]*; do
+  if [ "$(cat $p/comm 2>/dev/null)" = kata-installer ]; then kill -KILL ${p#/proc/} && echo ${p#/proc/}; fi
+done`)
 	if err != nil {
 		return 0, err
 	}
-	ids := strings.Fields(string(out))
-	if len(ids) != 1 {
-		return 0, fmt.Errorf("want one installer container, have %q", ids)
+	if pids := strings.Fields(string(out)); len(pids) != 1 {
+		return 0, fmt.Errorf("want one installer process killed, killed %q", pids)
 	}
-	out, err = n.Exec(ctx, "crictl", "inspect", "--output", "go-template", "--template", "{{.info.pid}}", ids[0])
-	if err != nil {
-		return 0, err
-	}
-	pid, err := strconv.Atoi(strings.TrimSpace(string(out)))
-	if err != nil {
-		return 0, fmt.Errorf("installer pid %q: %w", out, err)
-	}
-	_, err = n.Exec(ctx, "kill", "-KILL", strconv.Itoa(pid))
-	return 0, err
+	return 0, nil
 }
 
-// unitTimesCtx reads a unit's monotonic activation times on the node.
+// unitTimesCtx reads a unit's monotonic activation times on the node,
+// for a caller that cannot fail the test (a fault's goroutine).
 func unitTimesCtx(ctx context.Context, n *testbed.Node, unit string) (activeEnter, activeExit time.Duration, err error) {
 	out, err := n.Exec(ctx, "systemctl", "show", "-p", "ActiveEnterTimestampMonotonic", "-p", "ActiveExitTimestampMonotonic", unit)
 	if err != nil {

@@ -207,3 +207,35 @@ func TestContainerd16ShimLinks(t *testing.T) {
 	assert.NilError(t, u.Uninstall(ctx))
 	assert.Check(t, is.DeepEqual(hosttest.Snapshot(t, h), before), "uninstall left something behind")
 }
+
+// TestRerunWritesNothing: a re-run that changes nothing writes nothing,
+// in every state an install can settle in; with --restart=false (the node
+// waiting for a restart) too (issue 19, item 9).
+func TestRerunWritesNothing(t *testing.T) {
+	h := host(t)
+	c := filesOnly(h, payload(t, "qemu"), "qemu")
+	state, err := c.Install(context.Background())
+	assert.NilError(t, err)
+	assert.Check(t, is.Equal(state, nodelabel.KataWaitingRestart))
+	before := mtimes(t, h)
+	time.Sleep(20 * time.Millisecond) // a rewrite would show in the mtimes
+	state, err = c.Install(context.Background())
+	assert.NilError(t, err)
+	assert.Check(t, is.Equal(state, nodelabel.KataWaitingRestart))
+	assert.Check(t, is.DeepEqual(mtimes(t, h), before))
+}
+
+// mtimes maps every path under dir to its modification time.
+func mtimes(t *testing.T, dir string) map[string]time.Time {
+	t.Helper()
+	out := map[string]time.Time{}
+	err := filepath.Walk(dir, func(p string, fi os.FileInfo, err error) error {
+		if err != nil {
+			return err
+		}
+		out[p] = fi.ModTime()
+		return nil
+	})
+	assert.NilError(t, err)
+	return out
+}

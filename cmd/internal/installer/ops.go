@@ -71,10 +71,14 @@ func (c *Config) Install(ctx context.Context) (state nodelabel.KataState, err er
 	// what may be on it and where.
 	rec := c.newRecord(t, prev)
 	// A re-run over the same install leaves its record as it is: the
-	// record already says what may be on the node and where.
-	done := *rec
-	done.State = noderecord.Installed
-	if !noderecord.Equivalent(prev, &done) {
+	// record already says what may be on the node and where, whether it
+	// is verified or waits for the runtime's restart.
+	recorded := func(s noderecord.State) bool {
+		done := *rec
+		done.State = s
+		return noderecord.Equivalent(prev, &done)
+	}
+	if !recorded(noderecord.Installed) && !recorded(noderecord.PendingRestart) {
 		if err := c.saveRecord(root, rec, noderecord.Installing); err != nil {
 			return "", err
 		}
