@@ -78,7 +78,7 @@ func (e *ForeignPlanError) Error() string {
 // NotServingError says the container runtime answers on its CRI socket
 // but does not serve some handlers: its config does not name them, or it
 // ignored them (CRI-O ignores a handler whose shim is missing; the
-// runtime's log says why). Both config engines' Verify return it.
+// runtime's log says why). runtime/cri's Verify returns it.
 type NotServingError struct {
 	Socket  string   // host path of the CRI socket asked
 	Missing []string // the handlers it does not serve

@@ -112,9 +112,11 @@ func (k PlanKind) String() string {
 	return fmt.Sprintf("PlanKind(%d)", int(k))
 }
 
-// Plan is every host change an install or uninstall would make, computed
-// without writing anything: it can be printed, compared and tested before
-// it is applied.
+// Plan is every change an install or uninstall would make to the runtime's
+// configuration (config files, drop-ins, shim links), computed without
+// writing anything: it can be printed, compared and tested before it is
+// applied. Apply also keeps the engine's journal under
+// /var/lib/kata-deploy, which is not among the Changes.
 type Plan struct {
 	Kind PlanKind
 	// Engine names the engine that made the plan, e.g.
