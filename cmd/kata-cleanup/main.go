@@ -53,7 +53,8 @@ func run(ctx context.Context, args []string, env cli.Environ) error {
 	if err := cli.Parse(fs, args, env); err != nil {
 		return err
 	}
-	if err := cli.HostRoot(*hostRoot); err != nil {
+	var err error
+	if *hostRoot, err = cli.HostRoot(*hostRoot); err != nil {
 		return err
 	}
 	if *rt != "auto" && *rt != "" {

@@ -78,7 +78,10 @@ func run(ctx context.Context, args []string, env cli.Environ) error {
 	if !fs.Changed("prefix") {
 		*prefix = ""
 	}
-	if err := checkFlags(*hostRoot, *rt, *rtVersion, *output, *prefix, *suffix, *defaultShim, *shims); err != nil {
+	if *hostRoot, err = cli.HostRoot(*hostRoot); err != nil {
+		return err
+	}
+	if err := checkFlags(*rt, *rtVersion, *output, *prefix, *suffix, *defaultShim, *shims); err != nil {
 		return err
 	}
 	log := cli.Logger(stderr)
@@ -101,10 +104,7 @@ func run(ctx context.Context, args []string, env cli.Environ) error {
 
 // checkFlags refuses, as usage errors and before anything is read, flag
 // values no host could make right.
-func checkFlags(hostRoot, rt, rtVersion, output, prefix, suffix, defaultShim string, shims []string) error {
-	if err := cli.HostRoot(hostRoot); err != nil {
-		return err
-	}
+func checkFlags(rt, rtVersion, output, prefix, suffix, defaultShim string, shims []string) error {
 	if rt != "auto" && rt != "" {
 		if _, err := runtime.ParseVariant(rt); err != nil {
 			return cli.Usage("--runtime: %v", err)

@@ -12,6 +12,7 @@ import (
 	"maps"
 	"net"
 	"net/http"
+	"path/filepath"
 	"slices"
 	"strings"
 	"sync/atomic"
@@ -137,13 +138,19 @@ func editDistance(a, b string) int {
 	return prev[len(b)]
 }
 
-// HostRoot checks a --host-root value: empty would make the current
-// directory the host root.
-func HostRoot(p string) error {
+// HostRoot checks a --host-root value and returns it absolute: empty
+// would make the current directory the host root, which is refused; a
+// relative path a person typed (./node) is taken from the working
+// directory here, once, as the library takes absolute host roots only.
+func HostRoot(p string) (string, error) {
 	if p == "" {
-		return Usage("--host-root (%s) is empty; set the directory the node's root file system is mounted at, e.g. /host", EnvName("host-root"))
+		return "", Usage("--host-root (%s) is empty; set the directory the node's root file system is mounted at, e.g. /host", EnvName("host-root"))
 	}
-	return nil
+	abs, err := filepath.Abs(p)
+	if err != nil {
+		return "", Usage("--host-root %q: %v", p, err)
+	}
+	return abs, nil
 }
 
 // UsageError is a mistake in how a command was called; it exits 2.

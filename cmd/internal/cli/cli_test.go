@@ -5,6 +5,7 @@ import (
 	"errors"
 	"net/http"
 	"os"
+	"path/filepath"
 	"slices"
 	"strings"
 	"testing"
@@ -81,9 +82,23 @@ func TestUnknownVariablesWarnWithTheClosestFlag(t *testing.T) {
 
 func TestEmptyHostRootIsAUsageError(t *testing.T) {
 	var stderr bytes.Buffer
-	assert.Check(t, is.Equal(ExitCode(HostRoot(""), &stderr), 2))
+	_, err := HostRoot("")
+	assert.Check(t, is.Equal(ExitCode(err, &stderr), 2))
 	assert.Check(t, is.Contains(stderr.String(), "KATA_HOST_ROOT"))
-	assert.NilError(t, HostRoot("/host"))
+	got, err := HostRoot("/host")
+	assert.NilError(t, err)
+	assert.Check(t, is.Equal(got, "/host"))
+}
+
+// A relative --host-root, as a person types it, is the directory it names
+// from where they are: the library gets it absolute.
+func TestRelativeHostRootMadeAbsolute(t *testing.T) {
+	t.Chdir(t.TempDir())
+	wd, err := os.Getwd()
+	assert.NilError(t, err)
+	got, err := HostRoot("./node")
+	assert.NilError(t, err)
+	assert.Check(t, is.Equal(got, filepath.Join(wd, "node")))
 }
 
 func TestHealth(t *testing.T) {
