@@ -33,7 +33,7 @@ func buildProbe(t *testing.T) string {
 // probeIn runs the probe in the node as a pod would and decodes its result.
 func probeIn(t *testing.T, n *testbed.Node, bin string, args ...string) result.Result {
 	t.Helper()
-	ctx, cancel := context.WithTimeout(context.Background(), 90*time.Second)
+	ctx, cancel := context.WithTimeout(context.Background(), 3*time.Minute)
 	defer cancel()
 	out, err := n.RunAsPod(ctx, bin, args...)
 	assert.NilError(t, err, "probe %s", strings.Join(args, " "))
@@ -142,6 +142,30 @@ func TestNode(t *testing.T) {
 	}
 }
 
+// TestNodeSlowStartUnderWay: a runtime restarted by someone else (an
+// installer killed while it waited for its restart) and slow to start is
+// waited for, not restarted all over: the installer that runs next finds
+// it active on the new config (issue 18).
+func TestNodeSlowStartUnderWay(t *testing.T) {
+	testbed.Require(t)
+	bin := buildProbe(t)
+	n := testbed.StartNode(t, testbed.Containerd16,
+		testbed.WithFile("/etc/systemd/system/containerd.service.d/50-slow.conf", []byte("[Service]\nExecStartPre=/bin/sleep 8\n"), 0o644))
+	ctx, cancel := context.WithTimeout(context.Background(), 3*time.Minute)
+	defer cancel()
+	cfg := "/etc/containerd/config.toml"
+	now := time.Now()
+	assert.NilError(t, os.Chtimes(n.HostPath(cfg), now, now))
+	_, err := n.Exec(ctx, "systemctl", "--no-block", "restart", "containerd.service")
+	assert.NilError(t, err)
+	time.Sleep(time.Second)
+	r := probeIn(t, n, bin, "restart-if-needed", "containerd.service", cfg)
+	assert.Assert(t, r.Error == nil, r.Error)
+	assert.Check(t, !r.Decision.Restarted, "restarted over a start under way: %s", r.Decision.Reason)
+	assert.Check(t, is.Equal(r.Status.ActiveState, "active"))
+	assert.Check(t, r.Elapsed > 5*time.Second, "did not wait for the start: %s", r.Elapsed)
+}
+
 // TestNodeHangingStart shows the wait ends with the caller's deadline when
 // systemd's job does not finish: a notify service that never notifies.
 func TestNodeHangingStart(t *testing.T) {
@@ -161,11 +185,16 @@ func TestNodeHangingStart(t *testing.T) {
 	assert.Check(t, r.Elapsed < 6*time.Second, r.Elapsed)
 	assert.Check(t, is.Contains(r.Error.Message, "waiting for the job: context deadline exceeded (unit now loaded/activating/start)"))
 
-	// Repaired: the pending start job is replaced by the restart.
+	// Repaired: the pending start job is replaced by the restart, once
+	// the restart has given it the time systemd gives a start (the
+	// repaired unit's TimeoutStartSec, 90 s from its start, when systemd
+	// fails it): a start under way may be a slow one, which a restart
+	// must not start all over.
 	assert.NilError(t, os.Remove(dropin))
 	r = probeIn(t, n, bin, "daemon-reload")
 	assert.Assert(t, r.Error == nil, r.Error)
-	r = probeIn(t, n, bin, "-timeout", "60s", "restart", "containerd.service")
+	r = probeIn(t, n, bin, "-timeout", "150s", "restart", "containerd.service")
 	assert.Assert(t, r.Error == nil, r.Error)
 	assert.Check(t, is.Equal(r.Status.ActiveState, "active"))
+	assert.Check(t, r.Elapsed > 60*time.Second, "restarted over a start under way after %s", r.Elapsed)
 }

@@ -5,6 +5,7 @@ import (
 	"errors"
 	"fmt"
 	"log/slog"
+	"math"
 	"net"
 	"os"
 	"path/filepath"
@@ -428,13 +429,38 @@ func (c *Client) leftFailed(ctx context.Context, unit string) bool {
 	return err == nil && st.ActiveState == "failed"
 }
 
-// settleTimeout bounds how long a restart waits for a start or stop that
-// is already under way. A runtime on a busy node with hundreds of
-// containers can take tens of seconds to start, and restarting it in the
-// middle would start it all over: that start is waited for. A start that
-// hangs is failed by systemd itself after the unit's TimeoutStartSec (90 s
-// by default); this bound is for units that set none (k3s).
-const settleTimeout = 5 * time.Minute
+// A restart waits for a start or stop that is already under way: a
+// runtime on a busy node with hundreds of containers can take tens of
+// seconds to start, and restarting it in the middle would start it all
+// over. It waits as long as systemd itself gives that start or stop (the
+// unit's TimeoutStartSec or TimeoutStopSec, 90 s by default, after which
+// systemd fails it), at most settleMax; a unit that sets no such timeout
+// (k3s sets TimeoutStartSec=0) gets settleUnbounded, as a start that never
+// ends is what a restart must replace.
+const (
+	settleMax       = 5 * time.Minute
+	settleUnbounded = 30 * time.Second
+)
+
+// settleFor is how long settle waits for st's start or stop to end.
+func (c *Client) settleFor(ctx context.Context, unit string, st UnitStatus) time.Duration {
+	prop := "TimeoutStartUSec"
+	if st.ActiveState == "deactivating" {
+		prop = "TimeoutStopUSec"
+	}
+	if !strings.HasSuffix(unit, ".service") {
+		return settleUnbounded
+	}
+	p, err := c.bus.GetUnitTypePropertyContext(ctx, unit, "Service", prop)
+	if err != nil {
+		return settleUnbounded
+	}
+	us, ok := p.Value.Value().(uint64)
+	if !ok || us == 0 || us == math.MaxUint64 {
+		return settleUnbounded
+	}
+	return min(time.Duration(us)*time.Microsecond+5*time.Second, settleMax)
+}
 
 // settle waits while the unit is starting, stopping or reloading under a
 // job someone else queued (typically the restart of an installer that was
@@ -442,8 +468,8 @@ const settleTimeout = 5 * time.Minute
 // Restarting it in the middle would stop a half-started daemon, which
 // containerd answers by exiting with an error. A unit waiting for its
 // automatic restart (Restart=) is not waited for: that can take long and
-// restarting it is what it needs. After settleTimeout the restart goes
-// ahead anyway.
+// restarting it is what it needs. After settleFor the restart goes ahead
+// anyway.
 func (c *Client) settle(ctx context.Context, unit string, st UnitStatus) (UnitStatus, error) {
 	busy := func(st UnitStatus) bool {
 		switch st.ActiveState {
@@ -457,8 +483,9 @@ func (c *Client) settle(ctx context.Context, unit string, st UnitStatus) (UnitSt
 	if !busy(st) {
 		return st, nil
 	}
-	c.log.Info("waiting for the unit's own start or stop to finish before restarting it", "unit", unit, "activeState", st.ActiveState, "subState", st.SubState)
-	deadline := time.Now().Add(settleTimeout)
+	wait := c.settleFor(ctx, unit, st)
+	c.log.Info("waiting for the unit's own start or stop to finish before restarting it", "unit", unit, "activeState", st.ActiveState, "subState", st.SubState, "atMost", wait)
+	deadline := time.Now().Add(wait)
 	for busy(st) && time.Now().Before(deadline) {
 		select {
 		case <-ctx.Done():
