@@ -319,10 +319,17 @@ func isSameDir(root *hostfs.Root, d *hostfs.Dir) (bool, error) {
 	return ok && uint64(st.Dev) == uint64(held.Dev) && st.Ino == held.Ino, nil
 }
 
+// eventTimeout bounds recording an event: an event is worth a few
+// seconds, never holding up the node's own work while the API server does
+// not answer.
+const eventTimeout = 10 * time.Second
+
 func (c *Config) event(ctx context.Context, reason nodelabel.Reason, format string, args ...any) {
 	if c.Node == nil {
 		return
 	}
+	ctx, cancel := context.WithTimeout(ctx, eventTimeout)
+	defer cancel()
 	if err := c.Node.RecordEvent(ctx, reason, fmt.Sprintf(format, args...)); err != nil {
 		c.log().Warn("cannot record event on the Node", "reason", reason, "err", err)
 	}
