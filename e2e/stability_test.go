@@ -378,3 +378,42 @@ func (w *labelWatch) stop() {
 	w.cancel()
 	<-w.done
 }
+
+// TestClusterRemovalOfFailedInstall: a node whose install never succeeds
+// (its runtime refuses any config that names Kata, so every attempt rolls
+// back) still ends the README's removal with no kata-deploy label and its
+// config byte-identical (issue 18: the runtime label used to stay, as the
+// cleanup only visits nodes an installer marked).
+func TestClusterRemovalOfFailedInstall(t *testing.T) {
+	ctx := context.Background()
+	c := testbed.StartClusterWith(t, []testbed.Flavour{testbed.Containerd2},
+		testbed.WithEachNode(func(f testbed.Flavour) []testbed.NodeOption { return []testbed.NodeOption{refuseKata(f)} }))
+	k := &kube{Cluster: c, cs: c.AdminClient(t), root: repoRoot(t)}
+	c.FollowPodLogs(t, "kube-system")
+	must(t, c.PushOCIArchive(ctx, kataDeployImage, buildImage(t, c.StandinShim())))
+	n := c.Nodes()[0]
+	before := hostFiles(t, n, false)
+
+	k.sh(t, 2*time.Minute, readmeBlock(t, k.root, "Or with the plain manifests"))
+	k.sh(t, time.Minute, "kubectl apply -f examples/nginx-kata.yaml") // pending: no node runs Kata
+	waitFor(t, 5*time.Minute, "the install to fail on "+n.Name(), func() (bool, string) {
+		failed := false
+		for _, e := range nodeEvents(t, k.cs, n.Name()) {
+			failed = failed || e.Reason == "KataInstallFailed"
+		}
+		l := k.nodeLabels(t)[n.Name()]
+		return failed && l[runtimeLabel] == "containerd", fmt.Sprintf("labels %v", l)
+	})
+	if got := k.nodeLabels(t)[n.Name()][kataLabel]; got == "true" {
+		t.Fatalf("%s is labelled %s=true although its runtime refuses Kata", n.Name(), kataLabel)
+	}
+
+	k.sh(t, 12*time.Minute, readmeBlock(t, k.root, "Kata in this order"))
+	assertRemoved(t, before, hostFiles(t, n, false), n.Name()+": a failed install, then the README's removal")
+	for key, v := range k.nodeLabels(t)[n.Name()] {
+		if strings.HasPrefix(key, label) {
+			t.Errorf("%s: label %s=%s left behind", n.Name(), key, v)
+		}
+	}
+	k.waitNoKataDeployPods(t)
+}

@@ -18,16 +18,20 @@ import (
 // every time it starts (a systemd drop-in with ExecStartPre=/bin/sleep),
 // as a runtime does on a big node with hundreds of containers to restore.
 func WithSlowRuntimeStart(d time.Duration) ClusterOption {
-	return func(o *clusterOptions) {
-		o.perNode = append(o.perNode, func(f Flavour) []NodeOption {
-			dropin := fmt.Sprintf("[Service]\nExecStartPre=/bin/sleep %g\n", d.Seconds())
-			return []NodeOption{WithFile("/etc/systemd/system/"+f.RuntimeUnit()+".d/50-testbed-slow-start.conf", []byte(dropin), 0o644)}
-		})
-	}
+	return WithEachNode(func(f Flavour) []NodeOption {
+		dropin := fmt.Sprintf("[Service]\nExecStartPre=/bin/sleep %g\n", d.Seconds())
+		return []NodeOption{WithFile("/etc/systemd/system/"+f.RuntimeUnit()+".d/50-testbed-slow-start.conf", []byte(dropin), 0o644)}
+	})
 }
 
 // ClusterOption configures StartClusterWith.
 type ClusterOption func(*clusterOptions)
+
+// WithEachNode gives each node of the cluster the options opts returns
+// for its flavour.
+func WithEachNode(opts func(Flavour) []NodeOption) ClusterOption {
+	return func(o *clusterOptions) { o.perNode = append(o.perNode, opts) }
+}
 
 type clusterOptions struct {
 	perNode []func(Flavour) []NodeOption
