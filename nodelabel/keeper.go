@@ -139,6 +139,16 @@ func (c *Client) keep(ctx context.Context, what string, want func(n *corev1.Node
 		if d == nil {
 			continue
 		}
+		// The watch's first LIST may be served from the API server's
+		// cache, a moment behind a write just made (our own SetKataState
+		// before the keeper starts): check with a consistent read before
+		// writing what may already be there.
+		if fresh, err := c.freshDiff(ctx, p); err == nil {
+			if fresh == nil {
+				continue
+			}
+			d = fresh
+		}
 		out, err := c.patchLabels(ctx, d)
 		if err != nil {
 			if ctx.Err() != nil {
@@ -152,6 +162,20 @@ func (c *Client) keep(ctx context.Context, what string, want func(n *corev1.Node
 		delay = minDelay
 		written, _ = strconv.ParseUint(out.ResourceVersion, 10, 64)
 	}
+}
+
+// freshDiff is diff against the Node as the API server's storage has it
+// now: a LIST by field selector with no resourceVersion is a consistent
+// read, and needs no verb beyond the watch's own.
+func (c *Client) freshDiff(ctx context.Context, want labelPatch) (labelPatch, error) {
+	l, err := c.api.ListNodes(ctx, metav1.ListOptions{FieldSelector: fields.OneTermEqualSelector("metadata.name", c.node).String()})
+	if err != nil {
+		return want, err
+	}
+	if len(l.Items) == 0 {
+		return want, nil
+	}
+	return diff(l.Items[0].Labels, want), nil
 }
 
 // RunRuntimeLabeler keeps the runtime label (kata-containers.io/
