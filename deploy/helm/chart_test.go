@@ -240,6 +240,14 @@ func TestValues(t *testing.T) {
 			"clh":  map[string]any{"agent": map[string]any{"httpsProxy": "http://b:1"}},
 		}})
 		assert.ErrorContains(t, err, "agent.httpsProxy: the installer writes one proxy for every shim")
+		// The error names every value at fault, so the operator knows what to change.
+		assert.ErrorContains(t, err, `different ones: shims.qemu.agent.httpsProxy="http://a:1", shims.clh.agent.httpsProxy="http://b:1"; set the same value`)
+		_, err = helm.Render(context.Background(), helm.DefaultNamespace, map[string]any{"shims": map[string]any{
+			"qemu":       map[string]any{"agent": map[string]any{"noProxy": "10.0.0.0/8"}},
+			"clh":        map[string]any{"agent": map[string]any{"noProxy": "10.0.0.0/8"}},
+			"dragonball": map[string]any{"agent": map[string]any{"noProxy": ".svc"}},
+		}})
+		assert.ErrorContains(t, err, `different ones: shims.dragonball.agent.noProxy=".svc", shims.qemu.agent.noProxy="10.0.0.0/8", shims.clh.agent.noProxy="10.0.0.0/8"`)
 	})
 	t.Run("defaultShim", func(t *testing.T) {
 		r := render(t, map[string]any{"defaultShim": "clh"})
