@@ -19,6 +19,7 @@ import (
 	"helm.sh/helm/v4/pkg/chart/v2/lint"
 	"helm.sh/helm/v4/pkg/chart/v2/lint/support"
 	appsv1 "k8s.io/api/apps/v1"
+	batchv1 "k8s.io/api/batch/v1"
 	corev1 "k8s.io/api/core/v1"
 	nodev1 "k8s.io/api/node/v1"
 	"k8s.io/apimachinery/pkg/apis/meta/v1/unstructured"
@@ -347,11 +348,18 @@ func TestValues(t *testing.T) {
 		assert.Equal(t, ds.Spec.UpdateStrategy.Type, appsv1.OnDeleteDaemonSetStrategyType)
 	})
 	t.Run("uninstall", func(t *testing.T) {
-		r := render(t, map[string]any{"uninstall": map[string]any{"timeoutSeconds": 1200}})
+		r := render(t, map[string]any{"uninstall": map[string]any{"timeoutSeconds": 1200}, "priorityClassName": "high"})
 		u := r.objs["Job/kube-system/kata-deploy-uninstall-remove-installers"]
 		assert.Assert(t, u != nil)
 		v, _, _ := unstructured.NestedFieldNoCopy(u.Object, "spec", "activeDeadlineSeconds")
 		assert.Equal(t, fmt.Sprint(v), "1200")
+		// The hook Jobs run with the DaemonSets' priority.
+		for _, step := range []string{"remove-installers", "await-cleanup"} {
+			k := "Job/kube-system/kata-deploy-uninstall-" + step
+			assert.Check(t, is.Equal(typed[batchv1.Job](t, r, k).Spec.Template.Spec.PriorityClassName, "high"), k)
+		}
+		r = render(t, map[string]any{"priorityClassName": ""})
+		assert.Check(t, is.Equal(typed[batchv1.Job](t, r, "Job/kube-system/kata-deploy-uninstall-await-cleanup").Spec.Template.Spec.PriorityClassName, ""))
 	})
 }
 
