@@ -363,6 +363,47 @@ func TestValues(t *testing.T) {
 	})
 }
 
+// TestNotes: NOTES.txt names what the release created (the RuntimeClasses
+// its values made, the image its pods run), never a class or an image that
+// the values did not produce.
+func TestNotes(t *testing.T) {
+	notes := func(values map[string]any) string {
+		t.Helper()
+		files, err := helm.Templates(helm.DefaultNamespace, values)
+		assert.NilError(t, err)
+		n, ok := files["templates/NOTES.txt"]
+		assert.Assert(t, ok, "no NOTES.txt")
+		t.Log(n)
+		return n
+	}
+	n := notes(nil)
+	assert.Check(t, is.Contains(n, "image quay.io/kata-containers/kata-deploy-go:latest"))
+	assert.Check(t, is.Contains(n, "RuntimeClasses created: kata, kata-qemu, kata-clh, kata-dragonball."))
+	assert.Check(t, is.Contains(n, "runtimeClassName: kata (default shim qemu)."))
+	assert.Check(t, is.Contains(n, "Installer DaemonSets in kube-system: kata-deploy-containerd, kata-deploy-crio."))
+
+	d := "sha256:" + strings.Repeat("ab", 32)
+	n = notes(map[string]any{"image": map[string]any{"reference": "registry.example/kata", "digest": d}})
+	assert.Check(t, is.Contains(n, "image registry.example/kata@"+d))
+
+	n = notes(map[string]any{"runtimeClasses": map[string]any{"defaultName": "vm"}, "multiInstallSuffix": "b"})
+	assert.Check(t, is.Contains(n, "RuntimeClasses created: vm-b, kata-qemu-b, kata-clh-b, kata-dragonball-b."))
+	assert.Check(t, is.Contains(n, "runtimeClassName: vm-b (handler kata-b, default shim qemu)."))
+
+	n = notes(map[string]any{"runtimeClasses": map[string]any{"createDefault": false}})
+	assert.Check(t, is.Contains(n, "RuntimeClasses created: kata-qemu, kata-clh, kata-dragonball."))
+	assert.Check(t, is.Contains(n, "runtimeClassName: kata-qemu."))
+	assert.Check(t, !strings.Contains(n, "runtimeClassName: kata "), "no class named kata was created")
+
+	n = notes(map[string]any{"runtimeClasses": map[string]any{"enabled": false}})
+	assert.Check(t, !strings.Contains(n, "runtimeClassName"))
+	assert.Check(t, is.Contains(n, "register the handlers kata, kata-qemu, kata-clh, kata-dragonball"))
+
+	n = notes(map[string]any{"mode": "untrusted", "runtimes": map[string]any{"crio": map[string]any{"enabled": false}}})
+	assert.Check(t, is.Contains(n, "io.kubernetes.cri.untrusted-workload"))
+	assert.Check(t, is.Contains(n, "Installer DaemonSets in kube-system: kata-deploy-containerd."))
+}
+
 // TestChecksumRollsInstallers: the installer pod template's checksum
 // changes exactly when a value the installer reads does.
 func TestChecksumRollsInstallers(t *testing.T) {
