@@ -153,7 +153,7 @@ func (e *Engine) checkDocs(ctx context.Context, docs []*document, spec runtime.S
 			runtimes, _ := v.(map[string]any)
 			for _, n := range names {
 				if _, ok := runtimes[n]; ok {
-					return &runtime.ConfigError{Path: doc.path, Key: tomltext.DottedKey(append(keys, n)...),
+					return &runtime.ConfigError{Path: doc.path, Line: tomltext.KeyLine(doc.data, append(keys, n)...), Key: tomltext.DottedKey(append(keys, n)...),
 						Err: errors.New("is already defined; kata-deploy will not override a runtime it did not write, and containerd reads this file with its config (remove it, or install with another name suffix)")}
 				}
 			}

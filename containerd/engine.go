@@ -520,7 +520,8 @@ func (e *Engine) entries(base *document, spec runtime.Spec) ([]entry, error) {
 	}
 	if spec.Mode == runtime.ModeUntrusted {
 		if v, ok := base.lookup("plugins", criPlugin(base.version), "containerd", "untrusted_workload_runtime", "runtime_type"); ok && v != "" {
-			return nil, &runtime.ConfigError{Path: base.path, Key: tomltext.DottedKey("plugins", criPlugin(base.version), "containerd", "untrusted_workload_runtime"),
+			k := []string{"plugins", criPlugin(base.version), "containerd", "untrusted_workload_runtime"}
+			return nil, &runtime.ConfigError{Path: base.path, Line: tomltext.KeyLine(base.data, k...), Key: tomltext.DottedKey(k...),
 				Err: errors.New("already names an untrusted workload runtime; remove it to let Kata serve untrusted workloads")}
 		}
 		u := spec.Handlers[0]
@@ -529,7 +530,9 @@ func (e *Engine) entries(base *document, spec runtime.Spec) ([]entry, error) {
 	}
 	for _, en := range out {
 		if _, taken := runtimes[en.name]; taken {
-			return nil, &runtime.ConfigError{Path: base.path, Key: tomltext.DottedKey(append(keys, en.name)...),
+			// base may be the file without the engine's block; that block
+			// is appended last, so lines before it are the file's.
+			return nil, &runtime.ConfigError{Path: base.path, Line: tomltext.KeyLine(base.data, append(keys, en.name)...), Key: tomltext.DottedKey(append(keys, en.name)...),
 				Err: errors.New("is already defined; kata-deploy will not overwrite a runtime it did not write (remove it, or install with another name suffix)")}
 		}
 	}

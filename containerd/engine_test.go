@@ -198,7 +198,7 @@ func TestBadConfigs(t *testing.T) {
 		{file: "version-unknown.toml", version: "2.2.9", line: 1, key: "version", msg: "unknown containerd config version 7"},
 		{file: "inline-runtimes.toml", version: "1.6.20", line: 3, key: `plugins."io.containerd.grpc.v1.cri".containerd.runtimes`, msg: "inline table"},
 		{file: "duplicate-key.toml", version: "1.6.20", line: 3, key: "root", msg: "already"},
-		{file: "kata-exists.toml", version: "1.6.20", key: `plugins."io.containerd.grpc.v1.cri".containerd.runtimes.kata`, msg: "already defined"},
+		{file: "kata-exists.toml", version: "1.6.20", line: 2, key: `plugins."io.containerd.grpc.v1.cri".containerd.runtimes.kata`, msg: "already defined"},
 		{file: "imports-string.toml", version: "2.2.9", line: 2, key: "imports", msg: "array"},
 		{file: "version3.toml", version: "1.6.20", key: "version", msg: "containerd 1.6.20 reads config versions 1 to 2"},
 		{file: "version3.toml", version: "2.2.9", mode: runtime.ModeUntrusted, msg: "use --mode=runtimeclass"},

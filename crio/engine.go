@@ -257,7 +257,7 @@ func (e *Engine) checkConflicts(ctx context.Context, reads *journal.Reads, spec 
 		runtimes, _ := v.(map[string]any)
 		for _, h := range spec.Handlers {
 			if _, ok := runtimes[h.Name]; ok {
-				return &runtime.ConfigError{Path: p, Key: "crio.runtime.runtimes." + h.Name,
+				return &runtime.ConfigError{Path: p, Line: tomltext.KeyLine(data, "crio", "runtime", "runtimes", h.Name), Key: tomltext.DottedKey("crio", "runtime", "runtimes", h.Name),
 					Err: errors.New("is already defined; kata-deploy will not shadow a runtime handler it did not write (remove it, or install with another name suffix)")}
 			}
 		}

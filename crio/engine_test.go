@@ -98,7 +98,7 @@ func TestRefusals(t *testing.T) {
 		key, msg   string
 	}{
 		{name: "untrusted", file: configs + "crio-1.34-default.conf", mode: runtime.ModeUntrusted, msg: "removed in CRI-O 1.14"},
-		{name: "handler taken", file: "testdata/bad/kata-defined.conf", key: "crio.runtime.runtimes.kata-qemu", msg: "already defined"},
+		{name: "handler taken", file: "testdata/bad/kata-defined.conf", line: 2, key: "crio.runtime.runtimes.kata-qemu", msg: "already defined"},
 		{name: "malformed", file: "testdata/bad/malformed.conf", line: 2, msg: "expected"},
 	} {
 		t.Run(c.name, func(t *testing.T) {

@@ -280,9 +280,9 @@ const (
 	ModeRuntimeClass Mode = "runtimeclass"
 	// ModeUntrusted is the original kata-deploy flow: the default Kata
 	// handler also becomes the runtime for pods annotated as untrusted
-	// workloads (io.kubernetes.cri.untrusted-workload: "true" on
-	// containerd 1.x, io.kubernetes.cri-o.TrustedSandbox: "false" on old
-	// CRI-O).
+	// workloads (io.kubernetes.cri.untrusted-workload: "true"). containerd
+	// 1.x only: CRI-O dropped its TrustedSandbox annotation in 1.14 and
+	// the CRI-O engine refuses this mode.
 	ModeUntrusted Mode = "untrusted"
 )
 

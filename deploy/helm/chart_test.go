@@ -19,6 +19,7 @@ import (
 	"helm.sh/helm/v4/pkg/chart/v2/lint"
 	"helm.sh/helm/v4/pkg/chart/v2/lint/support"
 	appsv1 "k8s.io/api/apps/v1"
+	batchv1 "k8s.io/api/batch/v1"
 	corev1 "k8s.io/api/core/v1"
 	nodev1 "k8s.io/api/node/v1"
 	"k8s.io/apimachinery/pkg/apis/meta/v1/unstructured"
@@ -240,6 +241,14 @@ func TestValues(t *testing.T) {
 			"clh":  map[string]any{"agent": map[string]any{"httpsProxy": "http://b:1"}},
 		}})
 		assert.ErrorContains(t, err, "agent.httpsProxy: the installer writes one proxy for every shim")
+		// The error names every value at fault, so the operator knows what to change.
+		assert.ErrorContains(t, err, `different ones: shims.qemu.agent.httpsProxy="http://a:1", shims.clh.agent.httpsProxy="http://b:1"; set the same value`)
+		_, err = helm.Render(context.Background(), helm.DefaultNamespace, map[string]any{"shims": map[string]any{
+			"qemu":       map[string]any{"agent": map[string]any{"noProxy": "10.0.0.0/8"}},
+			"clh":        map[string]any{"agent": map[string]any{"noProxy": "10.0.0.0/8"}},
+			"dragonball": map[string]any{"agent": map[string]any{"noProxy": ".svc"}},
+		}})
+		assert.ErrorContains(t, err, `different ones: shims.dragonball.agent.noProxy=".svc", shims.qemu.agent.noProxy="10.0.0.0/8", shims.clh.agent.noProxy="10.0.0.0/8"`)
 	})
 	t.Run("defaultShim", func(t *testing.T) {
 		r := render(t, map[string]any{"defaultShim": "clh"})
@@ -339,12 +348,60 @@ func TestValues(t *testing.T) {
 		assert.Equal(t, ds.Spec.UpdateStrategy.Type, appsv1.OnDeleteDaemonSetStrategyType)
 	})
 	t.Run("uninstall", func(t *testing.T) {
-		r := render(t, map[string]any{"uninstall": map[string]any{"timeoutSeconds": 1200}})
+		r := render(t, map[string]any{"uninstall": map[string]any{"timeoutSeconds": 1200}, "priorityClassName": "high"})
 		u := r.objs["Job/kube-system/kata-deploy-uninstall-remove-installers"]
 		assert.Assert(t, u != nil)
 		v, _, _ := unstructured.NestedFieldNoCopy(u.Object, "spec", "activeDeadlineSeconds")
 		assert.Equal(t, fmt.Sprint(v), "1200")
+		// The hook Jobs run with the DaemonSets' priority.
+		for _, step := range []string{"remove-installers", "await-cleanup"} {
+			k := "Job/kube-system/kata-deploy-uninstall-" + step
+			assert.Check(t, is.Equal(typed[batchv1.Job](t, r, k).Spec.Template.Spec.PriorityClassName, "high"), k)
+		}
+		r = render(t, map[string]any{"priorityClassName": ""})
+		assert.Check(t, is.Equal(typed[batchv1.Job](t, r, "Job/kube-system/kata-deploy-uninstall-await-cleanup").Spec.Template.Spec.PriorityClassName, ""))
 	})
+}
+
+// TestNotes: NOTES.txt names what the release created (the RuntimeClasses
+// its values made, the image its pods run), never a class or an image that
+// the values did not produce.
+func TestNotes(t *testing.T) {
+	notes := func(values map[string]any) string {
+		t.Helper()
+		files, err := helm.Templates(helm.DefaultNamespace, values)
+		assert.NilError(t, err)
+		n, ok := files["templates/NOTES.txt"]
+		assert.Assert(t, ok, "no NOTES.txt")
+		t.Log(n)
+		return n
+	}
+	n := notes(nil)
+	assert.Check(t, is.Contains(n, "image quay.io/kata-containers/kata-deploy-go:latest"))
+	assert.Check(t, is.Contains(n, "RuntimeClasses created: kata, kata-qemu, kata-clh, kata-dragonball."))
+	assert.Check(t, is.Contains(n, "runtimeClassName: kata (default shim qemu)."))
+	assert.Check(t, is.Contains(n, "Installer DaemonSets in kube-system: kata-deploy-containerd, kata-deploy-crio."))
+
+	d := "sha256:" + strings.Repeat("ab", 32)
+	n = notes(map[string]any{"image": map[string]any{"reference": "registry.example/kata", "digest": d}})
+	assert.Check(t, is.Contains(n, "image registry.example/kata@"+d))
+
+	n = notes(map[string]any{"runtimeClasses": map[string]any{"defaultName": "vm"}, "multiInstallSuffix": "b"})
+	assert.Check(t, is.Contains(n, "RuntimeClasses created: vm-b, kata-qemu-b, kata-clh-b, kata-dragonball-b."))
+	assert.Check(t, is.Contains(n, "runtimeClassName: vm-b (handler kata-b, default shim qemu)."))
+
+	n = notes(map[string]any{"runtimeClasses": map[string]any{"createDefault": false}})
+	assert.Check(t, is.Contains(n, "RuntimeClasses created: kata-qemu, kata-clh, kata-dragonball."))
+	assert.Check(t, is.Contains(n, "runtimeClassName: kata-qemu."))
+	assert.Check(t, !strings.Contains(n, "runtimeClassName: kata "), "no class named kata was created")
+
+	n = notes(map[string]any{"runtimeClasses": map[string]any{"enabled": false}})
+	assert.Check(t, !strings.Contains(n, "runtimeClassName"))
+	assert.Check(t, is.Contains(n, "register the handlers kata, kata-qemu, kata-clh, kata-dragonball"))
+
+	n = notes(map[string]any{"mode": "untrusted", "runtimes": map[string]any{"crio": map[string]any{"enabled": false}}})
+	assert.Check(t, is.Contains(n, "io.kubernetes.cri.untrusted-workload"))
+	assert.Check(t, is.Contains(n, "Installer DaemonSets in kube-system: kata-deploy-containerd."))
 }
 
 // TestChecksumRollsInstallers: the installer pod template's checksum

@@ -25,3 +25,13 @@ func TestConfigError(t *testing.T) {
 	assert.ErrorIs(t, err, context.Canceled)
 	assert.ErrorContains(t, err, "read /etc/x.toml")
 }
+
+// TestConfigErrorLineOfRedefinedTable: a table header defined twice (a
+// handler written twice by hand) is refused at the second header's line,
+// not line 1: the parser gives headers no span of their own.
+func TestConfigErrorLineOfRedefinedTable(t *testing.T) {
+	doc := "[crio.runtime]\n\n[crio.runtime.runtimes.kata-qemu]\nruntime_path = \"/a\"\n\n[crio.runtime.runtimes.kata-qemu]\nruntime_path = \"/b\"\n"
+	_, err := Decode(context.Background(), []byte(doc))
+	assert.Assert(t, err != nil)
+	assert.Error(t, ConfigError("/etc/crio/crio.conf", err), "/etc/crio/crio.conf:6: key crio.runtime.runtimes.kata-qemu: is already defined as a table")
+}

@@ -6,6 +6,7 @@ import (
 	"errors"
 	"fmt"
 	"math"
+	"slices"
 	"strconv"
 	"strings"
 	"unicode/utf8"
@@ -160,7 +161,7 @@ func keyParts(e *unstable.Node) []string {
 }
 
 func (d *decoder) errAt(e *unstable.Node, parts []string, format string, args ...any) error {
-	return &Error{Line: d.lines.Line(int(e.Raw.Offset)), Key: DottedKey(parts...), Msg: fmt.Sprintf(format, args...)}
+	return &Error{Line: d.lines.Line(exprOffset(e)), Key: DottedKey(parts...), Msg: fmt.Sprintf(format, args...)}
 }
 
 // child returns the table under parent that a header or a dotted key goes
@@ -417,4 +418,47 @@ func (l Lines) Line(off int) int {
 		}
 	}
 	return lo + 1
+}
+
+// KeyLine returns the 1-based line of the first expression in data that
+// defines the dotted key keys: a [table] or [[array]] header at or under
+// it, or a key-value (dotted or not) whose table and key reach it. It
+// returns 0 when none does or data does not parse up to it. Errors about a
+// key found in a decoded tree use it to name file:line, as the decoder's
+// own errors do.
+func KeyLine(data []byte, keys ...string) int {
+	if len(keys) == 0 {
+		return 0
+	}
+	var p unstable.Parser
+	p.Reset(data)
+	var table []string
+	for p.NextExpression() {
+		e := p.Expression()
+		var full []string
+		switch e.Kind {
+		case unstable.Table, unstable.ArrayTable:
+			table = keyParts(e)
+			full = table
+		case unstable.KeyValue:
+			full = append(append([]string(nil), table...), keyParts(e)...)
+		default:
+			continue
+		}
+		if len(full) >= len(keys) && slices.Equal(full[:len(keys)], keys) {
+			return NewLines(data).Line(exprOffset(e))
+		}
+	}
+	return 0
+}
+
+// exprOffset is where an expression starts. The parser gives a header no
+// Raw span, so a table is placed by its first key.
+func exprOffset(e *unstable.Node) int {
+	if e.Raw.Length == 0 {
+		if it := e.Key(); it.Next() {
+			return int(it.Node().Raw.Offset)
+		}
+	}
+	return int(e.Raw.Offset)
 }

@@ -129,3 +129,38 @@ func TestLines(t *testing.T) {
 		assert.Check(t, is.Equal(l.Line(off), want), "offset %d", off)
 	}
 }
+
+func TestKeyLine(t *testing.T) {
+	doc := []byte(`version = 2
+# a comment
+[plugins."io.containerd.grpc.v1.cri".containerd]
+  default_runtime_name = "runc"
+
+[plugins."io.containerd.grpc.v1.cri".containerd.runtimes.runc]
+  runtime_type = "io.containerd.runc.v2"
+
+[plugins."io.containerd.grpc.v1.cri".containerd.runtimes]
+  kata-qemu.runtime_type = "io.containerd.kata.v2"
+  kata-clh = { runtime_type = "io.containerd.kata.v2" }
+
+[[a.b]]
+`)
+	cri := []string{"plugins", "io.containerd.grpc.v1.cri", "containerd"}
+	for _, tc := range []struct {
+		keys []string
+		want int
+	}{
+		{[]string{"version"}, 1},
+		{cri, 3},
+		{append(cri, "runtimes"), 6}, // a header under it defines it first
+		{append(cri, "runtimes", "runc"), 6},
+		{append(cri, "runtimes", "kata-qemu"), 10}, // dotted key under a header
+		{append(cri, "runtimes", "kata-clh"), 11},  // inline table
+		{[]string{"a", "b"}, 13},
+		{append(cri, "runtimes", "kata-fc"), 0},
+		{[]string{"plugins", "io.containerd.grpc.v1"}, 0}, // a quoted key is one part
+		{nil, 0},
+	} {
+		assert.Check(t, is.Equal(KeyLine(doc, tc.keys...), tc.want), "%v", tc.keys)
+	}
+}

@@ -99,8 +99,14 @@ func Parse(fs *pflag.FlagSet, args []string, env Environ) error {
 	return nil
 }
 
-// closest suggests the flag whose variable is nearest to the unknown
-// variable k (a one-letter shorthand such as KATA_O included).
+// closest suggests the flags whose variable is nearest to the unknown
+// variable k. A typo (edit distance at most 3, or a one-letter shorthand
+// such as KATA_O) names the nearest flag. Failing that, a variable whose
+// words (split at "_") begin, end or lie inside a flag's words, or hold a
+// flag's words, is a name half remembered (KATA_NODE, KATA_HTTPS_PROXY,
+// upstream's KATA_INSTALLATION_PREFIX): the flags that share the most
+// words with it are named, at most three. Anything else gets no guess: a
+// wrong suggestion misleads more than none.
 func closest(fs *pflag.FlagSet, k string) string {
 	best, dist := "", 4
 	fs.VisitAll(func(f *pflag.Flag) {
@@ -112,10 +118,49 @@ func closest(fs *pflag.FlagSet, k string) string {
 			best, dist = f.Name, d
 		}
 	})
-	if best == "" {
+	if best != "" {
+		return fmt.Sprintf("; did you mean %s (--%s)?", EnvName(best), best)
+	}
+	words := strings.Split(strings.TrimPrefix(k, "KATA_"), "_")
+	var names []string
+	most := 0
+	fs.VisitAll(func(f *pflag.Flag) {
+		n := sharedRun(words, strings.Split(strings.TrimPrefix(EnvName(f.Name), "KATA_"), "_"))
+		switch {
+		case n == 0 || n < most:
+		case n > most:
+			names, most = []string{f.Name}, n
+		default:
+			names = append(names, f.Name)
+		}
+	})
+	if len(names) == 0 || len(names) > 3 {
 		return ""
 	}
-	return fmt.Sprintf("; did you mean %s (--%s)?", EnvName(best), best)
+	var b strings.Builder
+	b.WriteString("; did you mean ")
+	for i, n := range names {
+		if i > 0 {
+			b.WriteString(" or ")
+		}
+		fmt.Fprintf(&b, "%s (--%s)", EnvName(n), n)
+	}
+	b.WriteString("?")
+	return b.String()
+}
+
+// sharedRun is how many words the shorter of a and b has when it is a
+// prefix, a suffix or a contiguous run of the longer, else 0.
+func sharedRun(a, b []string) int {
+	if len(a) > len(b) {
+		a, b = b, a
+	}
+	for i := 0; i+len(a) <= len(b); i++ {
+		if slices.Equal(a, b[i:i+len(a)]) {
+			return len(a)
+		}
+	}
+	return 0
 }
 
 func editDistance(a, b string) int {

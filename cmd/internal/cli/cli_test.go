@@ -80,6 +80,42 @@ func TestUnknownVariablesWarnWithTheClosestFlag(t *testing.T) {
 	assert.Check(t, !strings.Contains(out, "PATH"))
 }
 
+// Beyond typos, a name half remembered (a word missing or added at either
+// end, upstream's longer names) still gets a suggestion: every flag that
+// shares the most whole words with it, up to three; a shared word alone in
+// many flags gets none.
+func TestUnknownVariablesSuggestByWords(t *testing.T) {
+	fs := NewFlagSet("x")
+	for _, f := range []string{"node-name", "prefix", "suffix", "agent-https-proxy", "agent-no-proxy", "hypervisor-annotations", "runtime", "runtime-config", "runtime-version", "verify-timeout", "debug"} {
+		fs.String(f, "", "")
+	}
+	for _, tc := range []struct{ v, want string }{
+		{"KATA_NODE", "KATA_NODE_NAME (--node-name)"},                                                     // a word short
+		{"KATA_NODE_NAME_OVERRIDE", "KATA_NODE_NAME (--node-name)"},                                       // a word long
+		{"KATA_INSTALLATION_PREFIX", "KATA_PREFIX (--prefix)"},                                            // upstream's name
+		{"KATA_MULTI_INSTALL_SUFFIX", "KATA_SUFFIX (--suffix)"},                                           // upstream's name
+		{"KATA_ALLOWED_HYPERVISOR_ANNOTATIONS", "KATA_HYPERVISOR_ANNOTATIONS (--hypervisor-annotations)"}, // upstream's name
+		{"KATA_HTTPS_PROXY", "KATA_AGENT_HTTPS_PROXY (--agent-https-proxy)"},                              // two words shared beat one
+		{"KATA_PROXY", "KATA_AGENT_HTTPS_PROXY (--agent-https-proxy) or KATA_AGENT_NO_PROXY (--agent-no-proxy)"},
+		{"KATA_TIMEOUT", "KATA_VERIFY_TIMEOUT (--verify-timeout)"},
+		{"KATA_DEBG", "KATA_DEBUG (--debug)"}, // a typo still wins
+	} {
+		var stderr bytes.Buffer
+		assert.NilError(t, Parse(fs, nil, Environ{Vars: []string{tc.v + "=1"}, Stdout: &stderr, Stderr: &stderr}))
+		assert.Check(t, is.Equal(stderr.String(), "warning: "+tc.v+" names no flag of x and is ignored; did you mean "+tc.want+"?\n"), tc.v)
+	}
+	// Words no flag has get no guess; a name around exactly one flag's
+	// words gets that flag, not its longer relatives (runtime-config).
+	for _, tc := range []struct{ v, want string }{
+		{"KATA_CONFIG_FILE_PATH", "\n"},
+		{"KATA_RUNTIME_CLASS_NAME", "; did you mean KATA_RUNTIME (--runtime)?\n"},
+	} {
+		var stderr bytes.Buffer
+		assert.NilError(t, Parse(fs, nil, Environ{Vars: []string{tc.v + "=1"}, Stdout: &stderr, Stderr: &stderr}))
+		assert.Check(t, is.Equal(stderr.String(), "warning: "+tc.v+" names no flag of x and is ignored"+tc.want), tc.v)
+	}
+}
+
 func TestEmptyHostRootIsAUsageError(t *testing.T) {
 	var stderr bytes.Buffer
 	_, err := HostRoot("")

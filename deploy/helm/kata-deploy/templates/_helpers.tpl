@@ -74,6 +74,7 @@ Values that contradict each other fail the render here.
 {{- fail (printf "defaultShim: %q is not an enabled shim (enabled: %s)" $v.defaultShim (join ", " $shims)) -}}
 {{- end -}}
 {{- $annotations := list -}}
+{{- /* value -> the shims that set it, to name them when they disagree */ -}}
 {{- $httpsProxy := dict -}}
 {{- $noProxy := dict -}}
 {{- range $name := $shims -}}
@@ -82,16 +83,28 @@ Values that contradict each other fail the render here.
 {{- $annotations = append $annotations (printf "%s=%s" $name (join ";" .)) -}}
 {{- end -}}
 {{- $agent := $s.agent | default dict -}}
-{{- with $agent.httpsProxy }}{{ $_ := set $httpsProxy . true }}{{ end -}}
-{{- with $agent.noProxy }}{{ $_ := set $noProxy . true }}{{ end -}}
+{{- with $agent.httpsProxy }}{{ $_ := set $httpsProxy . (append (get $httpsProxy . | default list) (printf "shims.%s.agent.httpsProxy=%q" $name .)) }}{{ end -}}
+{{- with $agent.noProxy }}{{ $_ := set $noProxy . (append (get $noProxy . | default list) (printf "shims.%s.agent.noProxy=%q" $name .)) }}{{ end -}}
 {{- end -}}
 {{- if gt (len $httpsProxy) 1 -}}
-{{- fail (printf "shims.<name>.agent.httpsProxy: the installer writes one proxy for every shim, but the enabled shims set %d different ones" (len $httpsProxy)) -}}
+{{- fail (printf "shims.<name>.agent.httpsProxy: the installer writes one proxy for every shim, but the enabled shims set %d different ones: %s; set the same value (or none) on each" (len $httpsProxy) (include "kata-deploy.settings" $httpsProxy)) -}}
 {{- end -}}
 {{- if gt (len $noProxy) 1 -}}
-{{- fail (printf "shims.<name>.agent.noProxy: the installer writes one setting for every shim, but the enabled shims set %d different ones" (len $noProxy)) -}}
+{{- fail (printf "shims.<name>.agent.noProxy: the installer writes one setting for every shim, but the enabled shims set %d different ones: %s; set the same value (or none) on each" (len $noProxy) (include "kata-deploy.settings" $noProxy)) -}}
 {{- end -}}
 {{- dict "shims" (join "," $shims) "defaultShim" $v.defaultShim "mode" $v.mode "debug" $v.debug "prefix" (clean $v.installPrefix) "suffix" $v.multiInstallSuffix "labelDomain" $v.labelDomain "hypervisorAnnotations" (join "," $annotations) "agentHttpsProxy" (keys $httpsProxy | first | default "") "agentNoProxy" (keys $noProxy | first | default "") | toJson -}}
+{{- end }}
+
+{{/*
+kata-deploy.settings: a dict of value -> list of "key=value" settings, as
+one sorted, comma-separated list (for errors that name every key at fault).
+*/}}
+{{- define "kata-deploy.settings" -}}
+{{- $out := list -}}
+{{- range $k := keys . | sortAlpha -}}
+{{- $out = concat $out (get $ $k) -}}
+{{- end -}}
+{{- join ", " $out -}}
 {{- end }}
 
 {{/*
