@@ -40,6 +40,24 @@ if ! grep -qw overlay /proc/filesystems 2>/dev/null && ! modprobe -n overlay 2>/
 	missing "overlayfs in the kernel (modprobe overlay): the test nodes' roots are overlays"
 fi
 
+need_proxy() {
+	local proxy
+	proxy=$(go env GOPROXY 2>/dev/null | cut -d, -f1)
+	if [ -n "$proxy" ] && [ "$proxy" != off ] && [ "$proxy" != direct ] && command -v curl >/dev/null &&
+		! curl -fsS --max-time 15 -o /dev/null "$proxy/github.com/google/go-cmp/@v/list"; then
+		missing "network to the Go module proxy $proxy ($1)"
+	fi
+}
+
+# make vet builds its pinned staticcheck from the module proxy once, into
+# the same cache (see the Makefile): a provisioned machine needs the proxy
+# again when that version (or Go's) is new to it.
+sc_version=$(sed -n 's/^STATICCHECK_VERSION := //p' Makefile)
+if [ -f "$CACHE/testbed.env" ] && [ -n "$sc_version" ] && command -v go >/dev/null &&
+	[ ! -x "$CACHE/tools/staticcheck-$sc_version-$(go env GOVERSION)/staticcheck" ]; then
+	need_proxy "make vet builds staticcheck $sc_version from it"
+fi
+
 # Network and disk only matter until the testbed is provisioned.
 if [ ! -f "$CACHE/testbed.env" ]; then
 	if command -v apt-get >/dev/null; then
@@ -51,11 +69,7 @@ if [ ! -f "$CACHE/testbed.env" ]; then
 	else
 		missing "apt-get: provisioning installs Debian packages (Debian 12 expected)"
 	fi
-	proxy=$(go env GOPROXY 2>/dev/null | cut -d, -f1)
-	if [ -n "$proxy" ] && [ "$proxy" != off ] && [ "$proxy" != direct ] && command -v curl >/dev/null &&
-		! curl -fsS --max-time 15 -o /dev/null "$proxy/github.com/google/go-cmp/@v/list"; then
-		missing "network to the Go module proxy $proxy (kube-apiserver, containerd and CRI-O are built from it)"
-	fi
+	need_proxy "kube-apiserver, containerd and CRI-O are built from it"
 	mkdir -p "$CACHE" 2>/dev/null
 	free=$(df -Pk "$CACHE" 2>/dev/null | awk 'NR==2 {print int($4/1024/1024)}')
 	gocache=$(df -Pk "$(go env GOMODCACHE 2>/dev/null || echo /)" 2>/dev/null | awk 'NR==2 {print int($4/1024/1024)}')

@@ -169,6 +169,7 @@ func (i Installation) handlers(shims []string, c handlerConfig) ([]Handler, erro
 	var def *Handler
 	for _, name := range shims {
 		if seen[name] {
+			//lint:ignore ST1005 "Kata" is a proper noun (the project's name), not a capitalised word.
 			return nil, fmt.Errorf("Kata shim %q selected twice", name)
 		}
 		seen[name] = true

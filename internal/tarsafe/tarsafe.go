@@ -196,7 +196,9 @@ func (r *Reader) check(h *tar.Header) (e *Entry, skip bool, err error) {
 	switch h.Typeflag {
 	case tar.TypeDir:
 		e.Type = Dir
-	case tar.TypeReg, tar.TypeRegA, tar.TypeGNUSparse:
+	case tar.TypeReg, tar.TypeGNUSparse:
+		// No tar.TypeRegA: tar.Reader reports it as TypeReg (or, with a
+		// trailing slash, TypeDir).
 		e.Type = File
 		if h.Size < 0 || h.Size > r.limits.MaxBytes-r.total {
 			return nil, false, ErrTooLarge

@@ -87,6 +87,7 @@ func (c *Config) Run(ctx context.Context) (err error) {
 	}
 	for _, r := range recs {
 		if r.State != noderecord.Uninstalled {
+			//lint:ignore ST1005 "Kata" is a proper noun (the project's name), not a capitalised word.
 			return fmt.Errorf("Kata is still installed in %s (%s, recorded in %s): its uninstall did not finish; run kata-installer uninstall on the node (it finds the install by itself), then the cleanup runs", r.Dest, r.State, noderecord.PathFor(r.Suffix))
 		}
 		if r.Runtime.Variant != recs[0].Runtime.Variant {

@@ -38,9 +38,11 @@ func (c *Config) checkRecord(t *target, prev *noderecord.Record) error {
 	}
 	where := noderecord.PathFor(c.Suffix)
 	if prev.Dest != c.dest() {
+		//lint:ignore ST1005 "Kata" is a proper noun (the project's name), not a capitalised word.
 		return fmt.Errorf("Kata is already installed in %s (recorded in %s), not %s: uninstall it first (the uninstall finds it by itself), or install beside it with --suffix", prev.Dest, where, c.dest())
 	}
 	if prev.Runtime.Variant != string(t.variant) || prev.Runtime.Config != c.RuntimeConfig {
+		//lint:ignore ST1005 "Kata" is a proper noun (the project's name), not a capitalised word.
 		return fmt.Errorf("Kata is already registered with %s %s (recorded in %s): uninstall it first (the uninstall finds it by itself)", prev.Runtime.Variant, orDefault(prev.Runtime.Config, "config"), where)
 	}
 	return nil

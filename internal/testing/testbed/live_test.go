@@ -126,12 +126,3 @@ func TestContainerd16ImportBreaksCRI(t *testing.T) {
 		t.Errorf("containerd.service %q, %v; want still active", s, err)
 	}
 }
-
-func mustRead(t *testing.T, p string) []byte {
-	t.Helper()
-	b, err := os.ReadFile(p)
-	if err != nil {
-		t.Fatal(err)
-	}
-	return b
-}

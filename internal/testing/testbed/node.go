@@ -339,13 +339,11 @@ func ppid(pid int) int {
 // waitReady waits for systemd to finish booting, the runtime unit to be active and its
 // CRI socket to answer; it records the runtime version the kubelet would report.
 func (n *Node) waitReady(ctx context.Context, cri bool) error {
-	last := errors.New("not polled")
 	for {
-		if v, err := n.readiness(ctx, cri); err == nil {
+		v, last := n.readiness(ctx, cri)
+		if last == nil {
 			n.runtimeVersion = v
 			return nil
-		} else {
-			last = err
 		}
 		select {
 		case <-n.nspawn.done:
