@@ -262,10 +262,11 @@ func TestExamples(t *testing.T) {
 	assert.Check(t, kata.Spec.Template.Spec.RuntimeClassName != nil && *kata.Spec.Template.Spec.RuntimeClassName == "kata")
 
 	untrusted := find[appsv1.Deployment](t, docs, "Deployment", "nginx-untrusted")
-	// Only containerd 1.x's annotation: CRI-O removed TrustedSandbox in 1.14,
-	// so an annotation for it would only suggest that CRI-O works.
+	// The original design's two annotations; CRI-O's has had no effect
+	// since 1.14, as the example and the README say.
 	assert.DeepEqual(t, untrusted.Spec.Template.Annotations, map[string]string{
 		"io.kubernetes.cri.untrusted-workload": "true",
+		"io.kubernetes.cri-o.TrustedSandbox":   "false",
 	})
 	assert.DeepEqual(t, untrusted.Spec.Template.Spec.NodeSelector, map[string]string{"kata-containers.io/kata-runtime": "true"})
 }
