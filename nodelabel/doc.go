@@ -5,7 +5,11 @@
 //
 //   - RunRuntimeLabeler is the runtime labeler: it sets
 //     kata-containers.io/container-runtime to "containerd" or "crio" from the
-//     Node's status.nodeInfo.containerRuntimeVersion and keeps it right.
+//     Node's status.nodeInfo.containerRuntimeVersion and keeps it right,
+//     never acting on a transient (a NotReady Node, a runtime the kubelet
+//     could not ask) and following a change only once it has lasted
+//     (WithSettle). ReleaseRuntimeLabel takes the label off when the
+//     labeler's DaemonSet is gone.
 //   - SetKataState, KeepKataState and RemoveLabels manage
 //     kata-containers.io/kata-runtime: "true" after a verified install,
 //     "waiting-restart" after an install whose runtime was not restarted
@@ -16,7 +20,8 @@
 //   - WaitReady waits for the Node to be Ready and, where the kubelet reports
 //     status.runtimeHandlers, to list Kata's handlers.
 //   - DaemonSetTargetsNode tells an installer that is being stopped whether
-//     its DaemonSet still targets the node (a rolling update, so no cleanup).
+//     its DaemonSet still targets the node (a rolling update, so no cleanup)
+//     or is gone (a removal).
 //
 // Watches select the one Node by field selector and never resync, so a
 // labeler costs one watch and no periodic requests; writes are JSON merge
