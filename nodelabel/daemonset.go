@@ -33,6 +33,9 @@ type Targeting struct {
 // rolling update (it targets the node: keep Kata installed) from an
 // uninstall or an unlabelled node (it does not: clean up).
 func (c *Client) DaemonSetTargetsNode(ctx context.Context, namespace, name string) (Targeting, error) {
+	if err := c.usable(); err != nil {
+		return Targeting{}, err
+	}
 	ds, gone, err := c.daemonSet(ctx, namespace, name)
 	if err != nil || gone != "" {
 		return Targeting{Removed: gone != "", Reason: gone}, err
@@ -70,6 +73,9 @@ func (c *Client) daemonSet(ctx context.Context, namespace, name string) (ds *app
 // update, a pod deleted or evicted: the DaemonSet starts another labeler)
 // the label stays. It reports whether it removed the label, and why not.
 func (c *Client) ReleaseRuntimeLabel(ctx context.Context, namespace, name string) (removed bool, reason string, err error) {
+	if err := c.usable(); err != nil {
+		return false, "", err
+	}
 	_, gone, err := c.daemonSet(ctx, namespace, name)
 	if err != nil {
 		return false, "", err

@@ -66,6 +66,9 @@ const maxMessage = 1024
 // crash-loops overwrites its last InstallFailed instead of piling up
 // events. That takes a create, and a patch when the event exists.
 func (c *Client) RecordEvent(ctx context.Context, reason Reason, message string) error {
+	if err := c.usable(); err != nil {
+		return err
+	}
 	if len(message) > maxMessage {
 		// Cut on a rune boundary so the message stays valid UTF-8.
 		message = strings.ToValidUTF8(message[:maxMessage-3], "") + "..."

@@ -188,6 +188,9 @@ func (c *Client) freshDiff(ctx context.Context, want labelPatch) (labelPatch, er
 // one kata-deploy does not support) only once the Node has reported that
 // runtime for the settle time (WithSettle). It returns nil when ctx ends.
 func (c *Client) RunRuntimeLabeler(ctx context.Context) error {
+	if err := c.usable(); err != nil {
+		return err
+	}
 	key := c.RuntimeLabel()
 	rule := runtimeLabelRule{settle: c.settle}
 	var said string
@@ -213,6 +216,9 @@ func (c *Client) RunRuntimeLabeler(ctx context.Context) error {
 // re-registration (k3s, rke2) or anyone else wipes it. Stop it (cancel ctx)
 // before changing the state with SetKataState. It returns nil when ctx ends.
 func (c *Client) KeepKataState(ctx context.Context, state KataState) error {
+	if err := c.usable(); err != nil {
+		return err
+	}
 	s := string(state)
 	key := c.KataLabel()
 	return c.keep(ctx, fmt.Sprintf("%s=%s", key, s), func(*corev1.Node, time.Time) (labelPatch, time.Duration) {

@@ -107,6 +107,9 @@ func (c *Client) apply(ctx context.Context, want labelPatch) error {
 // differs. Call KeepKataState afterwards to keep it through kubelet
 // re-registrations.
 func (c *Client) SetKataState(ctx context.Context, state KataState) error {
+	if err := c.usable(); err != nil {
+		return err
+	}
 	s := string(state)
 	return c.apply(ctx, labelPatch{c.KataLabel(): &s})
 }
@@ -115,5 +118,8 @@ func (c *Client) SetKataState(ctx context.Context, state KataState) error {
 // last step), writing only when one is present. A runtime labeler still
 // running on the node puts its label back, as it should.
 func (c *Client) RemoveLabels(ctx context.Context) error {
+	if err := c.usable(); err != nil {
+		return err
+	}
 	return c.apply(ctx, labelPatch{c.KataLabel(): nil, c.RuntimeLabel(): nil})
 }

@@ -107,6 +107,17 @@ func New(api API, node string, opts ...Option) (*Client, error) {
 	return c, nil
 }
 
+// errUnusable is what every call on a Client that New did not make says.
+var errUnusable = errors.New("nodelabel: Client not made by nodelabel.New: use New(api, node)")
+
+// usable refuses a zero or nil Client, which has no API server to call.
+func (c *Client) usable() error {
+	if c == nil || c.api == nil {
+		return errUnusable
+	}
+	return nil
+}
+
 // Node returns the name of the Node the client works on.
 func (c *Client) Node() string { return c.node }
 
@@ -114,6 +125,9 @@ func (c *Client) Node() string { return c.node }
 // (status.nodeInfo.containerRuntimeVersion), such as "containerd://2.2.9":
 // what runtime.ParseRuntime reads. It is empty until the kubelet reports.
 func (c *Client) ReportedRuntime(ctx context.Context) (string, error) {
+	if err := c.usable(); err != nil {
+		return "", err
+	}
 	n, err := c.api.GetNode(ctx, c.node)
 	if err != nil {
 		return "", fmt.Errorf("read Node %s: %w", c.node, err)

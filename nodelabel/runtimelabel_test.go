@@ -144,3 +144,23 @@ func TestRuntimeLabelRuleNoSettle(t *testing.T) {
 	r = rule.decide("containerd", true, runtimeReading{definitive: true, value: "crio"}, now)
 	assert.Check(t, r.set != nil && *r.set == "crio", r.why)
 }
+
+// TestZeroClientRefusesToWork: a Client not made by New says so instead
+// of panicking (issue 19, item 8).
+func TestZeroClientRefusesToWork(t *testing.T) {
+	ctx := t.Context()
+	for _, c := range []*Client{{}, nil} {
+		assert.Check(t, is.ErrorContains(c.SetKataState(ctx, KataInstalled), "use New"))
+		assert.Check(t, is.ErrorContains(c.RemoveLabels(ctx), "use New"))
+		assert.Check(t, is.ErrorContains(c.RecordEvent(ctx, ReasonInstallStarted, "x"), "use New"))
+		assert.Check(t, is.ErrorContains(c.WaitReady(ctx), "use New"))
+		assert.Check(t, is.ErrorContains(c.RunRuntimeLabeler(ctx), "use New"))
+		assert.Check(t, is.ErrorContains(c.KeepKataState(ctx, KataInstalled), "use New"))
+		_, err := c.ReportedRuntime(ctx)
+		assert.Check(t, is.ErrorContains(err, "use New"))
+		_, err = c.DaemonSetTargetsNode(ctx, "ns", "ds")
+		assert.Check(t, is.ErrorContains(err, "use New"))
+		_, _, err = c.ReleaseRuntimeLabel(ctx, "ns", "ds")
+		assert.Check(t, is.ErrorContains(err, "use New"))
+	}
+}

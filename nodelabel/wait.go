@@ -58,6 +58,9 @@ func (e *NotReadyError) Unwrap() error { return e.Err }
 // the Node rather than polling; when ctx ends first the error is a
 // *NotReadyError saying what was missing.
 func (c *Client) WaitReady(ctx context.Context, handlers ...string) error {
+	if err := c.usable(); err != nil {
+		return err
+	}
 	wctx, cancel := context.WithCancel(ctx)
 	w := c.watchNode(wctx)
 	defer func() {
