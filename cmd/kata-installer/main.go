@@ -59,7 +59,7 @@ func run(ctx context.Context, args []string, env cli.Environ) error {
 	domain := fs.String("label-domain", nodelabel.DefaultDomain, "domain of the node labels")
 	kubeconfig := fs.String("kubeconfig", "", "kubeconfig file (default: in-cluster)")
 	socket := fs.String("systemd-socket", "", "systemd's private socket, a host path (default /run/systemd/private)")
-	verify := fs.Duration("verify-timeout", 2*time.Minute, "how long the runtime and the Node may take to show the handlers")
+	verify := fs.Duration("verify-timeout", 2*time.Minute, "how long the runtime, once active again after its restart, may take to serve the handlers over CRI (the Node is then waited for without a limit)")
 	debug := fs.Bool("debug", false, "enable Kata's debug logs and the agent's debug console (a drop-in in each shim's config.d)")
 	httpsProxy := fs.String("agent-https-proxy", "", "HTTPS proxy for the Kata agent (guest kernel parameter agent.https_proxy)")
 	noProxy := fs.String("agent-no-proxy", "", "hosts the Kata agent reaches without proxy (agent.no_proxy)")

@@ -29,18 +29,23 @@ func installerDS() *appsv1.DaemonSet {
 	}
 }
 
+// setRuntimeLabel sets (or, with "", removes) the fake Node's runtime
+// label. It only marks t failed, never stops it: it also runs on a
+// goroutine of its own while a decision is being made.
 func setRuntimeLabel(t *testing.T, cs *fake.Clientset, value string) {
 	t.Helper()
 	ctx := context.Background()
 	n, err := cs.CoreV1().Nodes().Get(ctx, nodeName, metav1.GetOptions{})
-	assert.NilError(t, err)
+	if !assert.Check(t, err) {
+		return
+	}
 	if value == "" {
 		delete(n.Labels, runtimeLabel)
 	} else {
 		n.Labels[runtimeLabel] = value
 	}
 	_, err = cs.CoreV1().Nodes().Update(ctx, n, metav1.UpdateOptions{})
-	assert.NilError(t, err)
+	assert.Check(t, err)
 }
 
 // TestRemovalDecision is what a stopped installer makes of its DaemonSet:
@@ -116,7 +121,9 @@ func TestRemovalDecision(t *testing.T) {
 				tc.change(t, cs)
 			}
 			if tc.during != nil {
-				go tc.during(t, cs)
+				done := make(chan struct{})
+				go func() { defer close(done); tc.during(t, cs) }()
+				defer func() { <-done }()
 			}
 			c := &Config{Node: node}
 			start := time.Now()
