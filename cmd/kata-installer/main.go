@@ -1,7 +1,7 @@
 // Command kata-installer installs Kata Containers on the node it runs on,
-// keeps it labelled while it runs, and uninstalls it on SIGTERM unless its
-// DaemonSet is only being rolled. Subcommands: install (the default),
-// uninstall, plan, status.
+// keeps it labelled while it runs, and uninstalls it on SIGTERM only when
+// kata-deploy is really being removed from the node (docs/stability.md).
+// Subcommands: install (the default), uninstall, plan, status.
 package main
 
 import (

@@ -34,8 +34,9 @@ type RunOptions struct {
 }
 
 // Run runs one kata-installer subcommand on the node. Install keeps the
-// node labelled until ctx ends, then uninstalls unless the DaemonSet is
-// only being rolled; an uninstall marks the node for kata-cleanup.
+// node labelled until ctx ends, then uninstalls only if kata-deploy is
+// really being removed from the node (see removal); an uninstall marks
+// the node for kata-cleanup.
 func Run(ctx context.Context, c *Config, o RunOptions) error {
 	switch o.Command {
 	case "install", "":
